@@ -1,0 +1,1 @@
+"""workmanager's own benchmark: `make bench` (python -m bench.wmbench)."""

@@ -1,0 +1,246 @@
+"""Data: the small, immutable, JSON-like payload of input, output and progress.
+
+A value is ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``, or a
+list of one of those (a list of strings may hold ``None``, as Android's string
+arrays may hold null). Lists come back as tuples, so a ``Data`` is truly immutable.
+Data is stored as JSON text; ``bytes`` become ``{"$b": base64}``. It is never pickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar, TypeAlias, Union
+
+__all__ = [
+    "ArrayCreatingInputMerger",
+    "Data",
+    "DataLike",
+    "DataTooLargeError",
+    "InputMerger",
+    "OverwritingInputMerger",
+    "input_merger_by_name",
+]
+
+Scalar: TypeAlias = bool | int | float | str | bytes | None
+Value: TypeAlias = Scalar | tuple[Scalar, ...]
+DataLike: TypeAlias = Union["Data", Mapping[str, Any], None]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class DataTooLargeError(ValueError):
+    """Serialized Data is larger than the configured limit."""
+
+    def __init__(self, size: int, limit: int, what: str = "Data") -> None:
+        super().__init__(
+            f"{what} occupies {size} bytes when serialized, more than the limit of {limit} bytes; "
+            "store large payloads elsewhere and pass a key (or raise Configuration.max_data_bytes)"
+        )
+        self.size = size
+        self.limit = limit
+
+
+def _scalar_kind(key: str, value: object) -> type | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise TypeError(f"Data key {key!r}: int {value} does not fit in 64 bits")
+        return int
+    for kind in (float, str, bytes):
+        if isinstance(value, kind):
+            return kind
+    raise TypeError(
+        f"Data key {key!r} has unsupported type {type(value).__name__}; "
+        "use None, bool, int, float, str, bytes or a list of one of those"
+    )
+
+
+def _check_value(key: object, value: object) -> Value:
+    if not isinstance(key, str):
+        raise TypeError(f"Data keys must be str, got {type(key).__name__} ({key!r})")
+    if isinstance(value, list | tuple):
+        all_kinds = {_scalar_kind(key, item) for item in value}
+        kinds = {k for k in all_kinds if k is not None}
+        if None in all_kinds and kinds - {str}:
+            raise TypeError(f"Data key {key!r}: only a list of str may hold None")
+        if len(kinds) > 1:
+            names = ", ".join(sorted(k.__name__ for k in kinds))
+            raise TypeError(f"Data key {key!r}: a list must hold one type, got {names}")
+        return tuple(value)
+    _scalar_kind(key, value)
+    return value  # type: ignore[return-value]
+
+
+def _encode(value: Value) -> Any:
+    if isinstance(value, bytes):
+        return {"$b": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Value:
+    if isinstance(value, dict):
+        return base64.b64decode(value["$b"])
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)  # type: ignore[misc]
+    return value  # type: ignore[no-any-return]
+
+
+class Data(Mapping[str, Value]):
+    """An immutable mapping of str to JSON-like values.
+
+    >>> d = Data({"path": "a.jpg", "sizes": [1, 2]})
+    >>> d["sizes"], d == {"path": "a.jpg", "sizes": [1, 2]}
+    ((1, 2), True)
+    """
+
+    MAX_DATA_BYTES: ClassVar[int] = 10 * 1024
+    EMPTY: ClassVar[Data]
+
+    __slots__ = ("_json", "_values")
+
+    def __init__(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, /) -> None:
+        items = values.items() if isinstance(values, Mapping) else (values or ())
+        self._values: dict[str, Value] = {k: _check_value(k, v) for k, v in items}
+        self._json: str | None = None
+
+    @classmethod
+    def of(cls, value: DataLike) -> Data:
+        """``value`` as Data (a dict is accepted anywhere Data is)."""
+        if isinstance(value, Data):
+            return value
+        if value is None:
+            return cls.EMPTY
+        return cls(value)
+
+    def __getitem__(self, key: str) -> Value:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Data):
+            return self._values == other._values
+        if isinstance(other, Mapping):
+            try:
+                return self._values == Data(other)._values
+            except TypeError:
+                return False
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"Data({self._values!r})"
+
+    def to_json(self) -> str:
+        """The stored form: compact JSON text with sorted keys."""
+        if self._json is None:
+            self._json = json.dumps(
+                {k: _encode(v) for k, v in self._values.items()}, separators=(",", ":"), sort_keys=True
+            )
+        return self._json
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Data:
+        """Read the stored form back (``None`` or ``""`` is empty)."""
+        if not text or text == "{}":
+            return cls.EMPTY
+        raw = json.loads(text)
+        data = cls.__new__(cls)
+        data._values = {k: _decode(v) for k, v in raw.items()}
+        data._json = text
+        return data
+
+    def size_in_bytes(self) -> int:
+        """Size of the serialized, uncompressed form, which the limit applies to."""
+        return len(self.to_json().encode("utf-8"))
+
+    def check_size(self, limit: int | None = None, what: str = "Data") -> Data:
+        """Raise :class:`DataTooLargeError` when larger than ``limit``; return self."""
+        limit = self.MAX_DATA_BYTES if limit is None else limit
+        size = self.size_in_bytes()
+        if size > limit:
+            raise DataTooLargeError(size, limit, what)
+        return self
+
+
+Data.EMPTY = Data()
+
+
+class InputMerger(ABC):
+    """Turns the inputs of a work (its own input first, then its prerequisites' outputs) into one."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def merge(self, inputs: list[Data]) -> Data: ...
+
+
+class OverwritingInputMerger(InputMerger):
+    """Later inputs win for the same key (Android's default)."""
+
+    name = "OverwritingInputMerger"
+
+    def merge(self, inputs: list[Data]) -> Data:
+        merged: dict[str, Value] = {}
+        for data in inputs:
+            merged.update(data)
+        return Data(merged)
+
+
+class ArrayCreatingInputMerger(InputMerger):
+    """Values of the same key are gathered into lists; mismatched types raise ``TypeError``."""
+
+    name = "ArrayCreatingInputMerger"
+
+    def merge(self, inputs: list[Data]) -> Data:
+        merged: dict[str, list[Scalar]] = {}
+        kinds: dict[str, type | None] = {}
+        for data in inputs:
+            for key, value in data.items():
+                items = list(value) if isinstance(value, tuple) else [value]
+                kind = next((_scalar_kind(key, i) for i in items if i is not None), None)
+                if key in merged:
+                    known = kinds[key]
+                    if kind is not None and known is not None and kind is not known:
+                        raise TypeError(
+                            f"ArrayCreatingInputMerger: key {key!r} mixes {known.__name__} and {kind.__name__}"
+                        )
+                    kinds[key] = known or kind
+                    merged[key].extend(items)
+                else:
+                    merged[key] = items
+                    kinds[key] = kind
+        return Data(merged)
+
+
+_MERGERS: dict[str, type[InputMerger]] = {
+    m.name: m for m in (OverwritingInputMerger, ArrayCreatingInputMerger)
+}
+
+
+def input_merger_by_name(name: str) -> InputMerger:
+    """The merger stored under ``name``; never imports anything named by the database."""
+    try:
+        return _MERGERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown input merger {name!r}; known: {sorted(_MERGERS)}") from None
+
+
+def register_input_merger(merger: type[InputMerger]) -> type[InputMerger]:
+    """Make a custom merger known by its ``name``."""
+    _MERGERS[merger.name] = merger
+    return merger

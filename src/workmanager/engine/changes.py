@@ -1,0 +1,192 @@
+"""Knowing when the database changed, without polling it in a loop.
+
+:class:`ChangeFeed` is a version counter that waiters block on. This process bumps it
+after each of its own commits; a :class:`ChangeWatcher` thread bumps it when another
+process commits. On Linux the watcher sleeps on inotify events for the database's
+folder (a commit writes the ``-wal`` file) and confirms each with SQLite's cheap
+``PRAGMA data_version``; elsewhere it checks ``data_version`` every poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+import select
+import struct
+import sys
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("workmanager.changes")
+
+_IN_MODIFY = 0x00000002
+_IN_CREATE = 0x00000100
+_IN_MOVED_TO = 0x00000080
+_EVENT_HEADER = struct.Struct("iIII")
+
+
+class ChangeFeed:
+    """A monotonically increasing version; ``wait`` blocks until it moves."""
+
+    def __init__(self) -> None:
+        self._version = 0
+        self._external_version = 0
+        self._cond = threading.Condition()
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def external_version(self) -> int:
+        """Moves only for changes made by other processes."""
+        return self._external_version
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (quickly, from any thread) on every bump."""
+        with self._cond:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        with self._cond:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def bump(self, *, external: bool = False) -> None:
+        with self._cond:
+            self._version += 1
+            if external:
+                self._external_version += 1
+            self._cond.notify_all()
+            waiters, self._async_waiters = self._async_waiters, set()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # that loop is closed
+                pass
+
+    def wait(self, seen: int, timeout: float | None) -> int:
+        """Block until the version differs from ``seen`` or ``timeout`` passes; return it."""
+        with self._cond:
+            if self._version == seen:
+                self._cond.wait(timeout)
+            return self._version
+
+    async def wait_async(self, seen: int, timeout: float | None = None) -> int:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self._version != seen:
+                return self._version
+            entry = (loop, future)
+            self._async_waiters.add(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                self._async_waiters.discard(entry)
+        return self._version
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Inotify:
+    """The few inotify calls we need, through ctypes (Linux only)."""
+
+    def __init__(self, folder: str) -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        wd = libc.inotify_add_watch(self.fd, os.fsencode(folder), _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO)
+        if wd < 0:
+            os.close(self.fd)
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch({folder}) failed")
+
+    def read_names(self) -> set[str]:
+        names: set[str] = set()
+        while True:
+            try:
+                buffer = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return names
+            offset = 0
+            while offset + _EVENT_HEADER.size <= len(buffer):
+                _, _, _, length = _EVENT_HEADER.unpack_from(buffer, offset)
+                start = offset + _EVENT_HEADER.size
+                names.add(buffer[start : start + length].rstrip(b"\0").decode(errors="replace"))
+                offset = start + length
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class ChangeWatcher:
+    """A daemon thread that bumps a feed when another process commits."""
+
+    #: Even with file events, confirm with data_version this often (events can be missed,
+    #: e.g. on network file systems).
+    SAFETY_INTERVAL_S = 1.0
+
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        data_changed: Callable[[], bool],
+        watch_paths: list[str],
+        poll_interval_s: float,
+    ) -> None:
+        self._feed = feed
+        self._data_changed = data_changed
+        self._names = {os.path.basename(p) for p in watch_paths}
+        self._poll_interval_s = poll_interval_s
+        self._stop_r, self._stop_w = os.pipe()
+        self._inotify: _Inotify | None = None
+        if watch_paths and sys.platform.startswith("linux"):
+            try:
+                self._inotify = _Inotify(os.path.dirname(watch_paths[0]))
+            except OSError as exc:
+                log.info(
+                    "file events unavailable (%s); checking for changes every %.3f s", exc, poll_interval_s
+                )
+        self._thread = threading.Thread(target=self._run, name="workmanager-watcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def uses_file_events(self) -> bool:
+        return self._inotify is not None
+
+    def _run(self) -> None:
+        fds = [self._stop_r] + ([self._inotify.fd] if self._inotify else [])
+        timeout = self.SAFETY_INTERVAL_S if self._inotify else self._poll_interval_s
+        while True:
+            readable, _, _ = select.select(fds, [], [], timeout)
+            if self._stop_r in readable:
+                return
+            if self._inotify is not None and readable and not (self._inotify.read_names() & self._names):
+                continue  # some other file in the folder
+            try:
+                if self._data_changed():
+                    self._feed.bump(external=True)
+            except Exception:  # closed storage or a transient error: keep watching
+                log.debug("change check failed", exc_info=True)
+
+    def close(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join(timeout=5)
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+        if self._inotify is not None:
+            self._inotify.close()

@@ -1,0 +1,480 @@
+"""The dispatcher: claims work up to the free slots, starts it, and persists how it ended.
+
+One thread owns the loop. Each turn is one write transaction that records the
+outcomes finished since the last turn (group commit) and claims as many runnable
+rows as there are free slots. Between turns it sleeps until the next due time, a
+finished run, or a change to the database (this process's or another's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from workmanager.clock import to_ms
+from workmanager.config import Configuration
+from workmanager.data import Data
+from workmanager.engine import recovery, runner
+from workmanager.engine.changes import ChangeFeed
+from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcome
+from workmanager.info import StopReason
+from workmanager.storage.base import ClaimedWork, Storage
+from workmanager.worker import ListenableWorker, Result, WorkerFactory
+
+log = logging.getLogger("workmanager.dispatcher")
+
+#: Prune finished work this often while running (and once at start).
+PRUNE_INTERVAL_MS = 60 * 60 * 1000
+
+
+@dataclass
+class _Run:
+    claimed: ClaimedWork
+    worker: ListenableWorker | None
+    future: Future[Result] | None = None
+
+
+class _EventLoopThread:
+    """One asyncio loop on a daemon thread, where CoroutineWorkers run."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="workmanager-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+class Engine:
+    """Runs work for one WorkManager in this process."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: Configuration,
+        factory: WorkerFactory,
+        runnable_names: Callable[[], list[str] | None],
+        feed: ChangeFeed,
+    ) -> None:
+        self._storage = storage
+        self._config = config
+        self._clock = config.clock
+        self._factory = factory
+        self._runnable_names = runnable_names
+        self._feed = feed
+        self.runner_id = uuid.uuid4().hex
+        self._identity = recovery.ProcessIdentity.current()
+        self._max_backoff_ms = to_ms(config.max_backoff)
+        self._running: dict[str, _Run] = {}
+        self._completions: collections.deque[tuple[ClaimedWork, Outcome]] = collections.deque()
+        self._wakeup = threading.Event()
+        self._lock = threading.Lock()
+        self._loop_thread: _EventLoopThread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._draining = False
+        self._stopping = False
+        self._next_due: int | None = 0
+        self._checked_version = -1
+        self._rescuer = recovery.Rescuer(
+            storage,
+            self._identity,
+            self.runner_id,
+            lease_ms=to_ms(config.lease_timeout),
+            max_orphaned_runs=config.max_orphaned_runs,
+        )
+        self._pruner = recovery.Pruner(storage, threshold_ms=to_ms(config.prune_threshold))
+        self._inline_depth = threading.local()
+
+    # -- shared pieces -------------------------------------------------------------------------
+
+    @property
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop_thread is None:
+                self._loop_thread = _EventLoopThread()
+            return self._loop_thread.loop
+
+    def _names(self) -> list[str] | None:
+        names = self._runnable_names()
+        return None if names is None else sorted(names)
+
+    def _progress_updater(self, claimed: ClaimedWork) -> Callable[[uuid.UUID, Data], None]:
+        def update(work_id: uuid.UUID, data: Data) -> None:
+            data.check_size(self._config.max_data_bytes, "progress")
+            with self._storage.transaction() as tx:
+                ok = tx.work_progress_set_if_running(claimed.id, claimed.run_token, data.to_json())
+            if ok:
+                self._feed.bump()
+            else:
+                log.info("progress of %s dropped: this run no longer owns the work", claimed.id)
+
+        return update
+
+    def _prepare(
+        self, claimed: ClaimedWork, prerequisite_outputs: list[str], *, inline: bool
+    ) -> _Run | Outcome:
+        try:
+            input_data = runner.merged_input(claimed, prerequisite_outputs)
+        except Exception as exc:
+            log.exception("merging inputs of %s failed", claimed.id)
+            return Failed(runner.error_output(exc))
+        params = runner.params_for(claimed, input_data)
+        params.background_executor = None if inline else self._executor
+        params.progress_updater = self._progress_updater(claimed)
+        built = runner.build_worker(claimed, params, self._factory)
+        if not isinstance(built, ListenableWorker):
+            return built
+        params.event_loop = self.event_loop if _needs_loop(built) else None
+        return _Run(claimed, built)
+
+    def _start(self, run: _Run) -> Future[Result] | Outcome:
+        assert run.worker is not None
+        try:
+            return run.worker.start_work()
+        except Exception as exc:
+            log.exception("start_work of %s raised", run.claimed.id)
+            return Failed(runner.error_output(exc))
+
+    def _apply(self, items: list[tuple[ClaimedWork, Outcome]], now: int) -> None:
+        with self._storage.transaction() as tx:
+            for claimed, outcome in items:
+                apply_outcome(
+                    tx,
+                    claimed.id,
+                    claimed.run_token,
+                    outcome,
+                    is_periodic=claimed.is_periodic,
+                    now=now,
+                    max_backoff_ms=self._max_backoff_ms,
+                )
+
+    # -- inline mode (the test manager) --------------------------------------------------------
+
+    def run_until_idle(self) -> None:
+        """Run every runnable work to its end in this thread; used by the test manager."""
+        depth = getattr(self._inline_depth, "value", 0)
+        if depth:
+            return  # a worker enqueued more work: the outer loop picks it up
+        self._inline_depth.value = 1
+        try:
+            while self._run_one_inline():
+                pass
+        finally:
+            self._inline_depth.value = 0
+
+    def _run_one_inline(self) -> bool:
+        now = self._clock.now_ms()
+        token = random.getrandbits(62)
+        with self._storage.transaction() as tx:
+            claimed_list = tx.work_claim_available(
+                now=now, limit=1, runner_id=self.runner_id, run_token=token, names=self._names()
+            )
+            if not claimed_list:
+                return False
+            claimed = claimed_list[0]
+            outputs = tx.work_prerequisite_outputs(claimed.id) if claimed.has_prerequisites else []
+        self._feed.bump()
+        prepared = self._prepare(claimed, outputs, inline=True)
+        if isinstance(prepared, _Run):
+            with self._lock:
+                self._running[claimed.id] = prepared
+            try:
+                started = self._start(prepared)
+                if isinstance(started, Future):
+                    started_future: Future[Result] = started
+                    _wait_quietly(started_future)
+                    assert prepared.worker is not None
+                    outcome = runner.outcome_of(
+                        prepared.worker, started_future, max_data_bytes=self._config.max_data_bytes
+                    )
+                else:
+                    outcome = started
+            finally:
+                with self._lock:
+                    self._running.pop(claimed.id, None)
+        else:
+            outcome = prepared
+        self._apply([(claimed, outcome)], self._clock.now_ms())
+        self._feed.bump()
+        return True
+
+    # -- threaded mode -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register this process, take back work of dead ones, and start the dispatcher thread."""
+        self._executor = ThreadPoolExecutor(
+            self._config.max_concurrency, thread_name_prefix="workmanager-worker"
+        )
+        now = self._clock.now_ms()
+        with self._storage.transaction() as tx:
+            tx.runner_upsert(
+                id=self.runner_id,
+                host=self._identity.host,
+                boot_id=self._identity.boot_id,
+                pid=self._identity.pid,
+                process_started=self._identity.process_started,
+                now=now,
+                workers=json.dumps(self._names()),
+            )
+        self._rescuer.run_once(now)
+        self._pruner.run_once(now)
+        self._feed.add_listener(self._wakeup.set)
+        self._thread = threading.Thread(target=self._loop, name="workmanager-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace_s: float) -> None:
+        """Stop claiming; let running work finish within ``grace_s``; release the rest."""
+        if self._thread is None:
+            self._close_loop()
+            return
+        self._draining = True
+        self._wakeup.set()
+        deadline = self._clock.monotonic() + grace_s
+        while True:
+            with self._lock:
+                busy = bool(self._running)
+            if not busy or self._clock.monotonic() >= deadline:
+                break
+            self._feed.wait(self._feed.version, 0.02)
+        self._stopping = True
+        self._wakeup.set()
+        self._thread.join()
+        self._thread = None
+        self._feed.remove_listener(self._wakeup.set)
+        # What did not finish in time goes back to ENQUEUED now, not to the rescuer later.
+        with self._lock:
+            leftover = list(self._running.values())
+            self._running.clear()
+        released = []
+        for run in leftover:
+            if run.worker is not None:
+                run.worker.stop(StopReason.USER)
+            if run.future is not None:
+                run.future.cancel()
+            released.append((run.claimed, Stopped(StopReason.USER)))
+        pending = list(self._drain_completions()) + released
+        now = self._clock.now_ms()
+        if pending:
+            self._apply(pending, now)
+        with self._storage.transaction() as tx:
+            tx.runner_delete(self.runner_id)
+        self._feed.bump()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._close_loop()
+        if leftover:
+            log.warning(
+                "released %d running work items that did not finish within %.1f s", len(leftover), grace_s
+            )
+
+    def _close_loop(self) -> None:
+        with self._lock:
+            loop_thread, self._loop_thread = self._loop_thread, None
+        if loop_thread is not None:
+            loop_thread.close()
+
+    @property
+    def running_count(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def stop_work(self, ids: list[str], reason: StopReason) -> None:
+        """Stop running work (cancelled elsewhere); its outcome will not be applied."""
+        with self._lock:
+            runs = [self._running[i] for i in ids if i in self._running]
+        for run in runs:
+            if run.worker is not None:
+                run.worker.stop(reason)
+            if run.future is not None and _needs_loop(run.worker):
+                run.future.cancel()
+
+    def _drain_completions(self) -> list[tuple[ClaimedWork, Outcome]]:
+        items = []
+        while True:
+            try:
+                items.append(self._completions.popleft())
+            except IndexError:
+                return items
+
+    def _on_done(self, run: _Run, future: Future[Result]) -> None:
+        assert run.worker is not None
+        outcome = runner.outcome_of(run.worker, future, max_data_bytes=self._config.max_data_bytes)
+        self._finish(run, outcome)
+
+    def _finish(self, run: _Run, outcome: Outcome) -> None:
+        with self._lock:
+            if self._running.pop(run.claimed.id, None) is None:
+                return  # released at shutdown
+        self._completions.append((run.claimed, outcome))
+        self._wakeup.set()
+
+    def _loop(self) -> None:
+        heartbeat_ms = to_ms(self._config.heartbeat_interval)
+        rescue_ms = to_ms(self._config.rescue_interval)
+        now = self._clock.now_ms()
+        next_heartbeat = now + heartbeat_ms
+        next_rescue = now + rescue_ms
+        next_prune = now + PRUNE_INTERVAL_MS
+        external_seen = self._feed.external_version
+        while not self._stopping:
+            self._wakeup.clear()
+            now = self._clock.now_ms()
+            try:
+                busy = self._turn(now)
+                if self._feed.external_version != external_seen:
+                    external_seen = self._feed.external_version
+                    self._notice_foreign_changes()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + heartbeat_ms
+                    self._heartbeat(now)
+                if now >= next_rescue:
+                    next_rescue = now + rescue_ms
+                    if self._rescuer.run_once(now).requeued:
+                        self._feed.bump()
+                if now >= next_prune:
+                    next_prune = now + PRUNE_INTERVAL_MS
+                    self._pruner.run_once(now)
+            except Exception:
+                log.exception("dispatcher turn failed; retrying shortly")
+                busy = False
+                self._wakeup.wait(0.5)
+            if busy:
+                continue
+            wake_at = min(next_heartbeat, next_rescue, next_prune)
+            if self._next_due is not None and not self._draining:
+                wake_at = min(wake_at, self._next_due)
+            timeout = max(0.0, (wake_at - self._clock.now_ms()) / 1000)
+            self._wakeup.wait(timeout)
+
+    def _turn(self, now: int) -> bool:
+        """One transaction: record finished runs, claim up to the free slots. True if it did work."""
+        completions = self._drain_completions()
+        with self._lock:
+            free = self._config.max_concurrency - len(self._running)
+        want_claim = False
+        if free > 0 and not self._draining:
+            version = self._feed.version
+            if version != self._checked_version:
+                self._checked_version = version
+                self._next_due = self._storage.work_next_due(self._names())
+            want_claim = self._next_due is not None and self._next_due <= now
+        if not completions and not want_claim:
+            return False
+        claimed: list[ClaimedWork] = []
+        outputs: dict[str, list[str]] = {}
+        names = self._names()
+        with self._storage.transaction() as tx:
+            for item_claimed, outcome in completions:
+                apply_outcome(
+                    tx,
+                    item_claimed.id,
+                    item_claimed.run_token,
+                    outcome,
+                    is_periodic=item_claimed.is_periodic,
+                    now=now,
+                    max_backoff_ms=self._max_backoff_ms,
+                )
+            if want_claim:
+                claimed = tx.work_claim_available(
+                    now=now,
+                    limit=free,
+                    runner_id=self.runner_id,
+                    run_token=random.getrandbits(62),
+                    names=names,
+                )
+                for c in claimed:
+                    if c.has_prerequisites:
+                        outputs[c.id] = tx.work_prerequisite_outputs(c.id)
+        if want_claim:
+            # A full claim means more may be waiting; a short one means we know the next due time
+            # only after asking again.
+            self._next_due = now if len(claimed) == free else None
+            if len(claimed) < free:
+                self._checked_version = -1
+        self._feed.bump()
+        for c in claimed:
+            self._launch(c, outputs.get(c.id, []))
+        return True
+
+    def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
+        prepared = self._prepare(claimed, prerequisite_outputs, inline=False)
+        run = prepared if isinstance(prepared, _Run) else _Run(claimed, None)
+        with self._lock:
+            self._running[claimed.id] = run
+        if not isinstance(prepared, _Run):
+            self._finish(run, prepared)
+            return
+        started = self._start(run)
+        if not isinstance(started, Future):
+            self._finish(run, started)
+            return
+        run.future = started
+        started.add_done_callback(lambda f: self._on_done(run, f))
+
+    def _heartbeat(self, now: int) -> None:
+        with self._storage.transaction() as tx:
+            alive = tx.runner_heartbeat(self.runner_id, now)
+            if not alive:
+                # Someone judged us dead (we were paused past our lease): register again;
+                # the runs they took back are fenced off by their tokens.
+                tx.runner_upsert(
+                    id=self.runner_id,
+                    host=self._identity.host,
+                    boot_id=self._identity.boot_id,
+                    pid=self._identity.pid,
+                    process_started=self._identity.process_started,
+                    now=now,
+                    workers=json.dumps(self._names()),
+                )
+
+    def _notice_foreign_changes(self) -> None:
+        """Stop running work that another process cancelled, replaced or took back."""
+        with self._lock:
+            mine = {i: r.claimed.run_token for i, r in self._running.items()}
+        if not mine:
+            return
+        states = self._storage.work_owned_states(list(mine))
+        lost = []
+        for work_id, token in mine.items():
+            state = states.get(work_id)
+            if state is None or state[0] != 1 or state[1] != token:
+                reason = StopReason.CANCELLED_BY_APP if state is None else _stop_reason(state[2])
+                lost.append((work_id, reason))
+        for work_id, reason in lost:
+            self.stop_work([work_id], reason)
+
+
+def _stop_reason(value: int) -> StopReason:
+    try:
+        reason = StopReason(value)
+    except ValueError:
+        return StopReason.UNKNOWN
+    return StopReason.UNKNOWN if reason is StopReason.NOT_STOPPED else reason
+
+
+def _needs_loop(worker: ListenableWorker | None) -> bool:
+    from workmanager.worker import CoroutineWorker
+
+    return isinstance(worker, CoroutineWorker)
+
+
+def _wait_quietly(future: Future[Result]) -> None:
+    try:
+        future.result()
+    except BaseException:  # the outcome mapping reports it
+        pass

@@ -1,0 +1,119 @@
+"""Translating between public values and storage rows (both directions)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from workmanager.clock import ms_to_datetime, to_ms
+from workmanager.config import Configuration
+from workmanager.data import Data
+from workmanager.engine import schedule
+from workmanager.info import PeriodicityInfo, State, StopReason, WorkInfo
+from workmanager.requests import Constraints, NetworkType, PeriodicWorkRequest, WorkRequest
+from workmanager.storage.base import NEVER, InfoRow, NewWork, ScheduleFields
+
+
+def new_work(
+    request: WorkRequest,
+    *,
+    now: int,
+    config: Configuration,
+    state: State = State.ENQUEUED,
+    names: tuple[str, ...] = (),
+    prerequisites: tuple[str, ...] = (),
+) -> NewWork:
+    """The row for a request entering ``state``; Data limits and clamps applied here."""
+    request.input_data.check_size(config.max_data_bytes, "input_data")
+    backoff = schedule.clamp_backoff(
+        request.backoff_delay if request.backoff_delay is not None else config.default_backoff_delay,
+        minimum=config.min_backoff,
+        maximum=config.max_backoff,
+    )
+    interval_ms = flex_ms = 0
+    if isinstance(request, PeriodicWorkRequest):
+        interval, flex = schedule.clamp_period(
+            request.repeat_interval,
+            request.flex_interval,
+            min_interval=config.min_periodic_interval,
+            min_flex=config.min_periodic_flex,
+        )
+        interval_ms, flex_ms = to_ms(interval), to_ms(flex)
+    merger = getattr(request, "input_merger", None)
+    c = request.constraints
+    enqueued = state is State.ENQUEUED
+    last_enqueue = now if enqueued else -1
+    fields = ScheduleFields(
+        interval_ms=interval_ms,
+        flex_ms=flex_ms,
+        initial_delay_ms=to_ms(request.initial_delay),
+        backoff_policy=request.backoff_policy,
+        backoff_delay_ms=to_ms(backoff),
+        last_enqueue_time=last_enqueue,
+        period_count=0,
+        run_attempt_count=0,
+        next_schedule_time_override=None,
+    )
+    next_run = schedule.next_run_time(fields, max_backoff_ms=to_ms(config.max_backoff)) if enqueued else NEVER
+    return NewWork(
+        id=str(request.id),
+        worker_name=request.worker_name,
+        state=state.value,
+        input=request.input_data.to_json(),
+        input_merger=merger.name if merger is not None else "OverwritingInputMerger",
+        initial_delay_ms=fields.initial_delay_ms,
+        interval_ms=interval_ms,
+        flex_ms=flex_ms,
+        required_network_type=c.required_network_type.value,
+        requires_charging=int(c.requires_charging),
+        requires_battery_not_low=int(c.requires_battery_not_low),
+        requires_device_idle=int(c.requires_device_idle),
+        requires_storage_not_low=int(c.requires_storage_not_low),
+        backoff_policy=request.backoff_policy.value,
+        backoff_delay_ms=fields.backoff_delay_ms,
+        last_enqueue_time=last_enqueue,
+        next_run_time=next_run,
+        minimum_retention_ms=to_ms(request.keep_results_for),
+        expedited=int(request.expedited),
+        out_of_quota_policy=request.out_of_quota_policy.value,
+        stop_reason=StopReason.NOT_STOPPED.value,
+        created_at=now,
+        finished_at=now if state.is_finished else None,
+        tags=tuple(sorted(request.tags)),
+        names=names,
+        prerequisites=prerequisites,
+    )
+
+
+def work_info(row: InfoRow) -> WorkInfo:
+    """A WorkInfo as Android reports it: output only when finished, progress only while running."""
+    state = State(row.state)
+    periodic = row.interval_ms > 0
+    try:
+        stop_reason = StopReason(row.stop_reason)
+    except ValueError:
+        stop_reason = StopReason.UNKNOWN
+    return WorkInfo(
+        id=uuid.UUID(row.id),
+        state=state,
+        tags=frozenset(row.tags),
+        output_data=Data.from_json(row.output) if state.is_finished and not periodic else Data.EMPTY,
+        progress=Data.from_json(row.progress) if state is State.RUNNING else Data.EMPTY,
+        run_attempt_count=row.run_attempt_count,
+        generation=row.generation,
+        constraints=Constraints(
+            required_network_type=NetworkType(row.required_network_type),
+            requires_charging=bool(row.requires_charging),
+            requires_battery_not_low=bool(row.requires_battery_not_low),
+            requires_device_idle=bool(row.requires_device_idle),
+            requires_storage_not_low=bool(row.requires_storage_not_low),
+        ),
+        initial_delay=timedelta(milliseconds=row.initial_delay_ms),
+        periodicity_info=(
+            PeriodicityInfo(timedelta(milliseconds=row.interval_ms), timedelta(milliseconds=row.flex_ms))
+            if periodic
+            else None
+        ),
+        next_schedule_time=ms_to_datetime(row.next_run_time) if state is State.ENQUEUED else None,
+        stop_reason=stop_reason,
+    )

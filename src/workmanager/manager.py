@@ -1,0 +1,394 @@
+"""WorkManager: the one front door to enqueue, observe, cancel and run work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+from workmanager import errors
+from workmanager.config import Configuration
+from workmanager.engine import records
+from workmanager.engine.changes import ChangeFeed, ChangeWatcher
+from workmanager.engine.dispatcher import Engine
+from workmanager.info import StopReason, WorkInfo, WorkQuery
+from workmanager.requests import WorkRequest
+from workmanager.storage import open_storage
+from workmanager.storage.base import NewWork, Storage
+from workmanager.worker import DelegatingWorkerFactory, ListenableWorker, WorkerFactory, WorkerRegistry
+
+__all__ = ["WorkManager"]
+
+log = logging.getLogger("workmanager")
+
+W = TypeVar("W", bound=type[ListenableWorker])
+T = TypeVar("T")
+
+_LAST_CANCEL_ALL = "last_cancel_all_time"
+
+
+def default_database() -> str:
+    """``$WORKMANAGER_DATABASE``, else ``work.db`` in the user data folder."""
+    env = os.environ.get("WORKMANAGER_DATABASE")
+    if env:
+        return env
+    import platformdirs
+
+    folder = Path(platformdirs.user_data_dir("workmanager", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / "work.db")
+
+
+class WorkManager:
+    """Persistent background work in a SQLite file (a path, ``sqlite:///...`` or ``:memory:``).
+
+    >>> wm = WorkManager(":memory:")
+    >>> wm.get_work_info_by_id(uuid.uuid4()) is None
+    True
+    """
+
+    _instance: ClassVar[WorkManager | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str] | None = None,
+        *,
+        workers: Iterable[type[ListenableWorker]] = (),
+        configuration: Configuration | None = None,
+        _inline: bool = False,
+    ) -> None:
+        self.configuration = configuration or Configuration()
+        self._clock = self.configuration.clock
+        self._registry = WorkerRegistry()
+        for worker in workers:
+            self._registry.register(worker)
+        custom = self.configuration.worker_factory
+        self._factory: WorkerFactory = (
+            self._registry if custom is None else DelegatingWorkerFactory([custom, self._registry])
+        )
+        self.database = os.fspath(database) if database is not None else default_database()
+        self._storage: Storage = open_storage(self.database, self.configuration)
+        self._feed = ChangeFeed()
+        self._watcher: ChangeWatcher | None = None
+        self._inline = _inline
+        self._engine = Engine(
+            self._storage, self.configuration, self._factory, self._runnable_names, self._feed
+        )
+        self._state_lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    # -- the process-wide default ---------------------------------------------------------------
+
+    @classmethod
+    def initialize(cls, database: str | os.PathLike[str] | None = None, **kwargs: Any) -> WorkManager:
+        """Create the process-wide instance; raises if one exists."""
+        with cls._instance_lock:
+            if cls._instance is not None:
+                raise RuntimeError("WorkManager is already initialized; use WorkManager.get_instance()")
+            cls._instance = cls(database, **kwargs)
+            return cls._instance
+
+    @classmethod
+    def get_instance(cls) -> WorkManager:
+        """The process-wide instance; created on first use from ``$WORKMANAGER_DATABASE``
+        or the user data folder."""
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def register(self, worker: W) -> W:
+        """Make a worker class runnable by its ``name``; usable as a class decorator."""
+        return self._registry.register(worker)
+
+    def _runnable_names(self) -> list[str] | None:
+        known = self._factory.known_names()
+        return None if known is None else list(known)
+
+    def _check_worker(self, request: WorkRequest) -> None:
+        if self.configuration.worker_factory is not None:
+            return  # a custom factory may create names we cannot list
+        registered = self._registry.get(request.worker_name)
+        if registered is None:
+            raise errors.WorkerNotRegisteredError(
+                f"worker {request.worker_name!r} is not registered with this WorkManager; "
+                f"pass it in workers=[...] or call wm.register(...) (registered: "
+                f"{sorted(self._registry.known_names()) or 'none'})"
+            )
+        if request.worker_class is not None and registered is not request.worker_class:
+            raise errors.WorkerNotRegisteredError(
+                f"worker name {request.worker_name!r} is registered to another class "
+                f"({registered.__module__}.{registered.__qualname__})"
+            )
+
+    # -- enqueue ---------------------------------------------------------------------------------
+
+    def enqueue(self, requests: WorkRequest | Sequence[WorkRequest]) -> None:
+        """Enqueue one request or a list, in one transaction; durable when it returns."""
+        batch = [requests] if isinstance(requests, WorkRequest) else list(requests)
+        if not batch:
+            raise ValueError("enqueue needs at least one request, got an empty list")
+        seen: set[uuid.UUID] = set()
+        for request in batch:
+            if not isinstance(request, WorkRequest):
+                raise ValueError(f"enqueue takes WorkRequests, got {type(request).__name__}")
+            if request.id in seen:
+                raise ValueError(f"request {request.id} appears twice in one enqueue")
+            seen.add(request.id)
+            self._check_worker(request)
+        now = self._clock.now_ms()
+        rows = [records.new_work(r, now=now, config=self.configuration) for r in batch]
+        self._insert(rows)
+
+    def _insert(self, rows: list[NewWork]) -> None:
+        with self._storage.transaction() as tx:
+            tx.work_insert(rows)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._feed.bump()
+        if self._inline:
+            self._engine.run_until_idle()
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def get_work_info_by_id(self, id: uuid.UUID) -> WorkInfo | None:
+        """The work's current WorkInfo, or None when unknown or pruned."""
+        row = self._storage.work_info_by_id(str(_uuid(id)))
+        return None if row is None else records.work_info(row)
+
+    def get_work_infos_by_tag(self, tag: str) -> list[WorkInfo]:
+        return [records.work_info(r) for r in self._storage.work_info_by_tag(tag)]
+
+    def get_work_infos_for_unique_work(self, name: str) -> list[WorkInfo]:
+        return [records.work_info(r) for r in self._storage.work_info_by_name(name)]
+
+    def get_work_infos(self, query: WorkQuery) -> list[WorkInfo]:
+        rows = self._storage.work_info_query(
+            ids=[str(i) for i in query.ids] or None,
+            tags=list(query.tags) or None,
+            names=list(query.unique_work_names) or None,
+            states=[s.value for s in query.states] or None,
+        )
+        return [records.work_info(r) for r in rows]
+
+    def get_last_cancel_all_time_ms(self) -> int:
+        """When cancel_all_work last ran (epoch ms), 0 if never."""
+        return self._storage.preference_get(_LAST_CANCEL_ALL) or 0
+
+    def await_work(self, id: uuid.UUID, timeout: float | None = None) -> WorkInfo:
+        """Block until the work is finished; return its WorkInfo.
+
+        Raises WorkNotFoundError for unknown work and TimeoutError after ``timeout`` seconds.
+        """
+        self._ensure_watcher()
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        while True:
+            seen = self._feed.version
+            info = self.get_work_info_by_id(id)
+            if info is None:
+                raise errors.WorkNotFoundError(f"no work with id {id}")
+            if info.state.is_finished:
+                return info
+            remaining = None if deadline is None else deadline - self._clock.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"work {id} is still {info.state.name} after {timeout} s")
+            self._feed.wait(seen, remaining if remaining is not None else 1.0)
+
+    # -- flows -----------------------------------------------------------------------------------
+
+    async def _flow(self, query: Callable[[], T]) -> AsyncIterator[T]:
+        self._ensure_watcher()
+        last: Any = _MISSING
+        while True:
+            seen = self._feed.version
+            value = await asyncio.to_thread(query)
+            if value != last:
+                last = value
+                yield value
+            await self._feed.wait_async(seen, timeout=1.0)
+
+    def get_work_info_by_id_flow(self, id: uuid.UUID) -> AsyncIterator[WorkInfo | None]:
+        """Emits the WorkInfo now and on every change (None while unknown)."""
+        return self._flow(lambda: self.get_work_info_by_id(id))
+
+    def get_work_infos_by_tag_flow(self, tag: str) -> AsyncIterator[list[WorkInfo]]:
+        return self._flow(lambda: self.get_work_infos_by_tag(tag))
+
+    def get_work_infos_for_unique_work_flow(self, name: str) -> AsyncIterator[list[WorkInfo]]:
+        return self._flow(lambda: self.get_work_infos_for_unique_work(name))
+
+    def get_work_infos_flow(self, query: WorkQuery) -> AsyncIterator[list[WorkInfo]]:
+        return self._flow(lambda: self.get_work_infos(query))
+
+    # -- cancel and prune ------------------------------------------------------------------------
+
+    def _cancel(self, roots: Callable[[Any], list[str]], *, record_cancel_all: bool = False) -> None:
+        now = self._clock.now_ms()
+        with self._storage.transaction() as tx:
+            ids = roots(tx)
+            cancelled = tx.work_cancel_tree(ids, now) if ids else []
+            if record_cancel_all:
+                tx.preference_set(_LAST_CANCEL_ALL, now)
+        running_here = [work_id for work_id, runner in cancelled if runner == self._engine.runner_id]
+        if running_here:
+            self._engine.stop_work(running_here, StopReason.CANCELLED_BY_APP)
+        self._feed.bump()
+
+    def cancel_work_by_id(self, id: uuid.UUID) -> None:
+        """Cancel the work and every dependent; a running worker is asked to stop."""
+        work_id = str(_uuid(id))
+        self._cancel(lambda tx: [work_id])
+
+    def cancel_all_work_by_tag(self, tag: str) -> None:
+        self._cancel(lambda tx: tx.work_unfinished_ids(tag=tag))
+
+    def cancel_unique_work(self, name: str) -> None:
+        self._cancel(lambda tx: tx.work_unfinished_ids(name=name))
+
+    def cancel_all_work(self) -> None:
+        self._cancel(lambda tx: tx.work_unfinished_ids(), record_cancel_all=True)
+
+    def prune_work(self) -> int:
+        """Delete all finished work whose dependents are finished, ignoring keep_results_for.
+
+        Returns how many were deleted."""
+        with self._storage.transaction() as tx:
+            deleted = tx.work_prune_finished(older_than=None)
+        self._feed.bump()
+        return deleted
+
+    # -- running work in this process ------------------------------------------------------------
+
+    def _ensure_watcher(self) -> None:
+        with self._state_lock:
+            if self._watcher is None and not self._closed:
+                self._watcher = ChangeWatcher(
+                    self._feed,
+                    self._storage.data_changed,
+                    list(self._storage.watch_paths()),
+                    self.configuration.poll_interval.total_seconds(),
+                )
+
+    def start(self) -> None:
+        """Run work in this process (threads for Worker, one event loop for CoroutineWorker)."""
+        with self._state_lock:
+            if self._closed:
+                raise RuntimeError("this WorkManager is closed")
+            if self._started or self._inline:
+                return
+            self._started = True
+        self._ensure_watcher()
+        self._engine.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking work; running work gets ``grace`` seconds (default
+        Configuration.shutdown_grace) to finish, then goes back to ENQUEUED."""
+        with self._state_lock:
+            if not self._started:
+                return
+            self._started = False
+        grace_s = self.configuration.shutdown_grace.total_seconds() if grace is None else grace
+        self._engine.stop(grace_s)
+
+    @property
+    def is_running(self) -> bool:
+        return self._started
+
+    def close(self) -> None:
+        """Stop (if started) and close the database."""
+        self.stop()
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
+        self._engine.stop(0)
+        self._storage.close()
+
+    def __enter__(self) -> WorkManager:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"WorkManager({self.database!r})"
+
+    # -- asyncio twins ---------------------------------------------------------------------------
+
+    async def enqueue_async(self, requests: WorkRequest | Sequence[WorkRequest]) -> None:
+        await asyncio.to_thread(self.enqueue, requests)
+
+    async def get_work_info_by_id_async(self, id: uuid.UUID) -> WorkInfo | None:
+        return await asyncio.to_thread(self.get_work_info_by_id, id)
+
+    async def get_work_infos_by_tag_async(self, tag: str) -> list[WorkInfo]:
+        return await asyncio.to_thread(self.get_work_infos_by_tag, tag)
+
+    async def get_work_infos_for_unique_work_async(self, name: str) -> list[WorkInfo]:
+        return await asyncio.to_thread(self.get_work_infos_for_unique_work, name)
+
+    async def get_work_infos_async(self, query: WorkQuery) -> list[WorkInfo]:
+        return await asyncio.to_thread(self.get_work_infos, query)
+
+    async def await_work_async(self, id: uuid.UUID, timeout: float | None = None) -> WorkInfo:
+        """Wait (without blocking the loop) until the work is finished."""
+
+        async def finished() -> WorkInfo:
+            async for info in self.get_work_info_by_id_flow(id):
+                if info is None:
+                    raise errors.WorkNotFoundError(f"no work with id {id}")
+                if info.state.is_finished:
+                    return info
+            raise AssertionError("unreachable")
+
+        try:
+            return await asyncio.wait_for(finished(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"work {id} did not finish within {timeout} s") from None
+
+    async def cancel_work_by_id_async(self, id: uuid.UUID) -> None:
+        await asyncio.to_thread(self.cancel_work_by_id, id)
+
+    async def cancel_all_work_by_tag_async(self, tag: str) -> None:
+        await asyncio.to_thread(self.cancel_all_work_by_tag, tag)
+
+    async def cancel_unique_work_async(self, name: str) -> None:
+        await asyncio.to_thread(self.cancel_unique_work, name)
+
+    async def cancel_all_work_async(self) -> None:
+        await asyncio.to_thread(self.cancel_all_work)
+
+    async def prune_work_async(self) -> int:
+        return await asyncio.to_thread(self.prune_work)
+
+    async def stop_async(self, grace: float | None = None) -> None:
+        await asyncio.to_thread(self.stop, grace)
+
+
+_MISSING = object()
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValueError(f"not a work id (uuid): {value!r}") from None

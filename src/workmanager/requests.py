@@ -1,0 +1,304 @@
+"""Work requests and their policies: plain values, validated at construction.
+
+Limits that ``Configuration`` can change (backoff bounds, periodic minimums, the Data
+size limit) are applied at enqueue, where the manager knows the configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from workmanager.data import Data, DataLike, InputMerger, OverwritingInputMerger
+
+if TYPE_CHECKING:
+    from workmanager.worker import ListenableWorker
+
+__all__ = [
+    "BackoffPolicy",
+    "Constraints",
+    "ExistingPeriodicWorkPolicy",
+    "ExistingWorkPolicy",
+    "NetworkType",
+    "OneTimeWorkRequest",
+    "OutOfQuotaPolicy",
+    "PeriodicWorkRequest",
+    "WorkRequest",
+]
+
+
+class BackoffPolicy(enum.Enum):
+    EXPONENTIAL = 0
+    LINEAR = 1
+
+
+class NetworkType(enum.Enum):
+    NOT_REQUIRED = 0
+    CONNECTED = 1
+    UNMETERED = 2
+    NOT_ROAMING = 3
+    METERED = 4
+    TEMPORARILY_UNMETERED = 5
+
+
+class OutOfQuotaPolicy(enum.Enum):
+    RUN_AS_NON_EXPEDITED_WORK_REQUEST = 0
+    DROP_WORK_REQUEST = 1
+
+
+class ExistingWorkPolicy(enum.Enum):
+    REPLACE = 0
+    KEEP = 1
+    APPEND = 2
+    APPEND_OR_REPLACE = 3
+
+
+class ExistingPeriodicWorkPolicy(enum.Enum):
+    #: Deprecated alias of CANCEL_AND_REENQUEUE, as on Android.
+    REPLACE = 0
+    KEEP = 1
+    UPDATE = 2
+    CANCEL_AND_REENQUEUE = 3
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Conditions that must hold for work to start (and keep running)."""
+
+    required_network_type: NetworkType = NetworkType.NOT_REQUIRED
+    requires_charging: bool = False
+    requires_battery_not_low: bool = False
+    requires_device_idle: bool = False
+    requires_storage_not_low: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.required_network_type, NetworkType):
+            raise ValueError(
+                f"Constraints.required_network_type must be a NetworkType, got {self.required_network_type!r}"
+            )
+
+    @property
+    def is_empty(self) -> bool:
+        return self == _NO_CONSTRAINTS
+
+
+_NO_CONSTRAINTS = Constraints()
+
+
+def _duration(name: str, value: timedelta | float | int | None, default: timedelta) -> timedelta:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+        raise ValueError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
+    delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if delta < timedelta(0):
+        raise ValueError(f"{name} must not be negative, got {delta}")
+    if delta > timedelta(days=365 * 100):
+        raise ValueError(f"{name} of {delta} is beyond the limit of 100 years")
+    return delta
+
+
+def worker_name_of(worker: type[ListenableWorker] | str) -> str:
+    """The registry name a request refers to."""
+    if isinstance(worker, str):
+        if not worker:
+            raise ValueError("worker name must not be empty")
+        return worker
+    name = getattr(worker, "name", None)
+    if not isinstance(worker, type) or not isinstance(name, str):
+        raise TypeError(f"worker must be a Worker subclass or a registered name, got {worker!r}")
+    return name
+
+
+@dataclass(frozen=True, eq=False)
+class WorkRequest:
+    """What both kinds of request share. Build a OneTimeWorkRequest or a PeriodicWorkRequest."""
+
+    id: uuid.UUID
+    worker_name: str
+    input_data: Data
+    constraints: Constraints
+    initial_delay: timedelta
+    backoff_policy: BackoffPolicy
+    #: None: Configuration.default_backoff_delay.
+    backoff_delay: timedelta | None
+    tags: frozenset[str]
+    expedited: bool
+    out_of_quota_policy: OutOfQuotaPolicy
+    keep_results_for: timedelta
+    worker_class: type[ListenableWorker] | None = field(default=None, repr=False)
+
+    @property
+    def is_periodic(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkRequest) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def _common(
+    worker: type[ListenableWorker] | str,
+    *,
+    input_data: DataLike,
+    constraints: Constraints | None,
+    initial_delay: timedelta | float | None,
+    backoff_policy: BackoffPolicy,
+    backoff_delay: timedelta | float | None,
+    tags: Iterable[str],
+    expedited: bool,
+    out_of_quota_policy: OutOfQuotaPolicy,
+    keep_results_for: timedelta | float | None,
+    id: uuid.UUID | None,
+) -> dict[str, Any]:
+    name = worker_name_of(worker)
+    if isinstance(tags, str):
+        raise ValueError(f"tags must be a collection of str, got the str {tags!r}; wrap it: {{{tags!r}}}")
+    tag_set = frozenset(tags)
+    for tag in tag_set:
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"tags must be non-empty str, got {tag!r}")
+    constraints = constraints if constraints is not None else _NO_CONSTRAINTS
+    if not isinstance(constraints, Constraints):
+        raise ValueError(f"constraints must be a Constraints, got {constraints!r}")
+    if not isinstance(backoff_policy, BackoffPolicy):
+        raise ValueError(f"backoff_policy must be a BackoffPolicy, got {backoff_policy!r}")
+    if not isinstance(out_of_quota_policy, OutOfQuotaPolicy):
+        raise ValueError(f"out_of_quota_policy must be an OutOfQuotaPolicy, got {out_of_quota_policy!r}")
+    if id is not None and not isinstance(id, uuid.UUID):
+        raise ValueError(f"id must be a uuid.UUID, got {id!r}")
+    delay = _duration("initial_delay", initial_delay, timedelta(0))
+    backoff = None if backoff_delay is None else _duration("backoff_delay", backoff_delay, timedelta(0))
+    if expedited:
+        if (
+            constraints.requires_charging
+            or constraints.requires_battery_not_low
+            or (constraints.requires_device_idle)
+        ):
+            raise ValueError("expedited work only supports network and storage constraints")
+        if delay > timedelta(0):
+            raise ValueError(f"expedited work cannot be delayed (initial_delay={delay})")
+    if constraints.requires_device_idle and (
+        backoff is not None or backoff_policy is not BackoffPolicy.EXPONENTIAL
+    ):
+        raise ValueError("cannot set backoff criteria on work that requires_device_idle")
+    return {
+        "id": id or uuid.uuid4(),
+        "worker_name": name,
+        "input_data": Data.of(input_data),
+        "constraints": constraints,
+        "initial_delay": delay,
+        "backoff_policy": backoff_policy,
+        "backoff_delay": backoff,
+        "tags": tag_set | {name},  # as Android adds the worker's class name
+        "expedited": bool(expedited),
+        "out_of_quota_policy": out_of_quota_policy,
+        "keep_results_for": _duration("keep_results_for", keep_results_for, timedelta(0)),
+        "worker_class": worker if isinstance(worker, type) else None,
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class OneTimeWorkRequest(WorkRequest):
+    """Work that runs (successfully) once.
+
+    >>> OneTimeWorkRequest("upload", input_data={"path": "a.jpg"}).tags
+    frozenset({'upload'})
+    """
+
+    input_merger: type[InputMerger] = OverwritingInputMerger
+
+    def __init__(
+        self,
+        worker: type[ListenableWorker] | str,
+        *,
+        input_data: DataLike = None,
+        constraints: Constraints | None = None,
+        initial_delay: timedelta | float | None = None,
+        backoff_policy: BackoffPolicy = BackoffPolicy.EXPONENTIAL,
+        backoff_delay: timedelta | float | None = None,
+        tags: Iterable[str] = (),
+        expedited: bool = False,
+        out_of_quota_policy: OutOfQuotaPolicy = OutOfQuotaPolicy.RUN_AS_NON_EXPEDITED_WORK_REQUEST,
+        input_merger: type[InputMerger] = OverwritingInputMerger,
+        keep_results_for: timedelta | float | None = None,
+        id: uuid.UUID | None = None,
+    ) -> None:
+        values = _common(
+            worker,
+            input_data=input_data,
+            constraints=constraints,
+            initial_delay=initial_delay,
+            backoff_policy=backoff_policy,
+            backoff_delay=backoff_delay,
+            tags=tags,
+            expedited=expedited,
+            out_of_quota_policy=out_of_quota_policy,
+            keep_results_for=keep_results_for,
+            id=id,
+        )
+        if not (isinstance(input_merger, type) and issubclass(input_merger, InputMerger)):
+            raise ValueError(f"input_merger must be an InputMerger subclass, got {input_merger!r}")
+        values["input_merger"] = input_merger
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    @classmethod
+    def from_worker(cls, worker: type[ListenableWorker] | str) -> OneTimeWorkRequest:
+        """A request with every default (Android's ``OneTimeWorkRequest.from``)."""
+        return cls(worker)
+
+
+@dataclass(frozen=True, eq=False)
+class PeriodicWorkRequest(WorkRequest):
+    """Work that repeats every ``repeat_interval``, in a flex window at the end of each period.
+
+    The interval and flex are clamped to Configuration's minimums at enqueue, with a warning.
+    """
+
+    repeat_interval: timedelta = timedelta(minutes=15)
+    flex_interval: timedelta = timedelta(minutes=15)
+
+    def __init__(
+        self,
+        worker: type[ListenableWorker] | str,
+        repeat_interval: timedelta | float,
+        flex_interval: timedelta | float | None = None,
+        *,
+        input_data: DataLike = None,
+        constraints: Constraints | None = None,
+        initial_delay: timedelta | float | None = None,
+        backoff_policy: BackoffPolicy = BackoffPolicy.EXPONENTIAL,
+        backoff_delay: timedelta | float | None = None,
+        tags: Iterable[str] = (),
+        keep_results_for: timedelta | float | None = None,
+        id: uuid.UUID | None = None,
+    ) -> None:
+        values = _common(
+            worker,
+            input_data=input_data,
+            constraints=constraints,
+            initial_delay=initial_delay,
+            backoff_policy=backoff_policy,
+            backoff_delay=backoff_delay,
+            tags=tags,
+            expedited=False,
+            out_of_quota_policy=OutOfQuotaPolicy.RUN_AS_NON_EXPEDITED_WORK_REQUEST,
+            keep_results_for=keep_results_for,
+            id=id,
+        )
+        interval = _duration("repeat_interval", repeat_interval, timedelta(0))
+        values["repeat_interval"] = interval
+        values["flex_interval"] = _duration("flex_interval", flex_interval, interval)
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    @property
+    def is_periodic(self) -> bool:
+        return True

@@ -1,0 +1,216 @@
+"""The narrow interface between the engine and a storage backend.
+
+One method per intent, keyword arguments, frozen rows back. Every backend implements
+the same names with the statements in its own ``queries.sql``. Writes happen only in
+a :class:`Transaction`; a state change is one statement guarded by the state it
+expects, returning False when the race was lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from workmanager.requests import BackoffPolicy
+
+#: next_run_time of work that is not waiting to run (BLOCKED, RUNNING, finished).
+NEVER = 2**62
+
+__all__ = [
+    "NEVER",
+    "ClaimedWork",
+    "InfoRow",
+    "NewWork",
+    "RunnerRow",
+    "ScheduleFields",
+    "Storage",
+    "Transaction",
+]
+
+
+@dataclass(frozen=True)
+class ScheduleFields:
+    """The columns the next-run formula reads."""
+
+    interval_ms: int  # 0: one-time work
+    flex_ms: int
+    initial_delay_ms: int
+    backoff_policy: BackoffPolicy
+    backoff_delay_ms: int
+    last_enqueue_time: int  # -1: never enqueued
+    period_count: int
+    run_attempt_count: int
+    next_schedule_time_override: int | None
+
+    @property
+    def is_periodic(self) -> bool:
+        return self.interval_ms > 0
+
+
+@dataclass(frozen=True)
+class NewWork:
+    """One row to insert, with its tags, unique names and prerequisites."""
+
+    id: str
+    worker_name: str
+    state: int
+    input: str
+    input_merger: str
+    initial_delay_ms: int
+    interval_ms: int
+    flex_ms: int
+    required_network_type: int
+    requires_charging: int
+    requires_battery_not_low: int
+    requires_device_idle: int
+    requires_storage_not_low: int
+    backoff_policy: int
+    backoff_delay_ms: int
+    last_enqueue_time: int
+    next_run_time: int
+    minimum_retention_ms: int
+    expedited: int
+    out_of_quota_policy: int
+    stop_reason: int
+    created_at: int
+    finished_at: int | None
+    tags: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    prerequisites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClaimedWork:
+    """A row this process now runs, as the claim returned it."""
+
+    id: str
+    worker_name: str
+    input: str
+    input_merger: str
+    run_attempt_count: int  # after the claim's increment
+    generation: int
+    interval_ms: int
+    run_token: int
+    tags: tuple[str, ...]
+    has_prerequisites: bool
+
+    @property
+    def is_periodic(self) -> bool:
+        return self.interval_ms > 0
+
+
+@dataclass(frozen=True)
+class InfoRow:
+    """The columns a WorkInfo is built from."""
+
+    id: str
+    state: int
+    output: str
+    progress: str | None
+    run_attempt_count: int
+    generation: int
+    required_network_type: int
+    requires_charging: int
+    requires_battery_not_low: int
+    requires_device_idle: int
+    requires_storage_not_low: int
+    initial_delay_ms: int
+    interval_ms: int
+    flex_ms: int
+    next_run_time: int
+    stop_reason: int
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunnerRow:
+    id: str
+    host: str
+    boot_id: str
+    pid: int
+    process_started: float
+    started_at: int
+    heartbeat_at: int
+    workers: str
+
+
+class Transaction(Protocol):
+    """Writes, and the reads that decide them, inside one database transaction."""
+
+    def work_insert(self, rows: list[NewWork]) -> None: ...
+    def work_states_by_ids(self, ids: list[str]) -> dict[str, int]: ...
+    def work_claim_available(
+        self, *, now: int, limit: int, runner_id: str, run_token: int, names: list[str] | None
+    ) -> list[ClaimedWork]: ...
+    def work_prerequisite_outputs(self, work_id: str) -> list[str]: ...
+    def work_schedule_fields(self, work_id: str) -> ScheduleFields | None: ...
+    def work_succeed_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool: ...
+    def work_fail_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool: ...
+    def work_enqueue_if_running(
+        self,
+        work_id: str,
+        run_token: int,
+        *,
+        run_attempt_count: int,
+        last_enqueue_time: int,
+        next_run_time: int,
+        period_count: int,
+        stop_reason: int,
+        next_schedule_time_override: int | None,
+    ) -> bool: ...
+    def work_progress_set_if_running(self, work_id: str, run_token: int, progress: str) -> bool: ...
+    def dependency_unblock(self, work_id: str, now: int) -> None: ...
+    def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]: ...
+    def work_cancel_tree(self, ids: list[str], now: int) -> list[tuple[str, str | None]]: ...
+    def work_unfinished_ids(self, *, tag: str | None = None, name: str | None = None) -> list[str]: ...
+    def work_set_next_run_time_if_enqueued(self, work_id: str, next_run_time: int) -> bool: ...
+    def runner_upsert(
+        self, *, id: str, host: str, boot_id: str, pid: int, process_started: float, now: int, workers: str
+    ) -> None: ...
+    def runner_heartbeat(self, runner_id: str, now: int) -> bool: ...
+    def runner_delete(self, runner_id: str) -> None: ...
+    def runner_list(self) -> list[RunnerRow]: ...
+    def work_running_runner_ids(self) -> list[str | None]: ...
+    def work_rescue_runner(
+        self, runner_id: str | None, *, now: int, max_orphaned_runs: int, lost_output: str
+    ) -> list[tuple[str, int]]: ...
+    def work_prune_finished(self, *, older_than: int | None) -> int: ...
+    def preference_get(self, key: str) -> int | None: ...
+    def preference_set(self, key: str, value: int) -> None: ...
+
+
+class Storage(Protocol):
+    """A backend: transactions for writes, plain calls for reads."""
+
+    url: str
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def work_info_by_id(self, work_id: str) -> InfoRow | None: ...
+    def work_info_by_tag(self, tag: str) -> list[InfoRow]: ...
+    def work_info_by_name(self, name: str) -> list[InfoRow]: ...
+    def work_info_query(
+        self,
+        *,
+        ids: list[str] | None,
+        tags: list[str] | None,
+        names: list[str] | None,
+        states: list[int] | None,
+    ) -> list[InfoRow]: ...
+    def work_next_due(self, names: list[str] | None) -> int | None: ...
+    def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]: ...
+    def work_count_by_state(self) -> dict[int, int]: ...
+    def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]: ...
+    def work_detail(self, work_id: str) -> dict[str, Any] | None: ...
+    def runner_list(self) -> list[RunnerRow]: ...
+    def preference_get(self, key: str) -> int | None: ...
+    def data_changed(self) -> bool:
+        """True when another connection committed since the last call (cheap)."""
+        ...
+
+    def watch_paths(self) -> Iterator[str]:
+        """Files whose modification means another process may have committed."""
+        ...
+
+    def close(self) -> None: ...

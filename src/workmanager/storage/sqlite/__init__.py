@@ -1,0 +1,459 @@
+"""The SQLite backend: one file in WAL mode shared by any number of processes.
+
+Each process keeps one connection, guarded by a lock. Every write transaction is
+``BEGIN IMMEDIATE`` (a read upgraded to a write is what lets "database is locked"
+escape the busy timeout), and a busy database is retried, boundedly, so it never
+reaches a user. Durability is set and verified at open: WAL + synchronous=FULL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from workmanager import errors
+from workmanager.config import Configuration
+from workmanager.requests import BackoffPolicy
+from workmanager.storage._migrations import load_migrations
+from workmanager.storage._queries import load_queries
+from workmanager.storage.base import NEVER, ClaimedWork, InfoRow, NewWork, RunnerRow, ScheduleFields
+
+__all__ = ["APPLICATION_ID", "SqliteStorage"]
+
+log = logging.getLogger("workmanager.storage.sqlite")
+
+#: Marks a file as ours ("WMgr"), so we never write into someone else's database.
+APPLICATION_ID = 0x574D6772
+_Q = load_queries(__name__)
+_MIGRATIONS = load_migrations(__name__)
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+_SEP = "\x1f"
+#: How long a write keeps retrying a locked database before giving up.
+_BUSY_GIVE_UP_S = 120.0
+
+T = TypeVar("T")
+
+
+def _tags(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split(_SEP)) if text else ()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _retry_busy(what: str, action: Callable[[], T]) -> T:
+    deadline = time.monotonic() + _BUSY_GIVE_UP_S
+    delay = 0.001
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                if _is_busy(exc):
+                    raise errors.StorageBusyError(
+                        f"{what}: the database stayed locked for over {_BUSY_GIVE_UP_S:.0f} s"
+                    ) from exc
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+class SqliteTransaction:
+    """The write half of the interface, on a connection inside BEGIN IMMEDIATE."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _one(self, name: str, params: Any = ()) -> Any:
+        row = self._conn.execute(_Q[name], params).fetchone()
+        return None if row is None else row[0]
+
+    def work_insert(self, rows: list[NewWork]) -> None:
+        conn = self._conn
+        try:
+            if len(rows) == 1:
+                conn.execute(_Q["work_insert"], rows[0].__dict__)
+            else:
+                conn.executemany(_Q["work_insert"], (r.__dict__ for r in rows))
+        except sqlite3.IntegrityError as exc:
+            existing = sorted(self.work_states_by_ids([r.id for r in rows]))
+            raise errors.WorkAlreadyExistsError(
+                f"work {', '.join(existing) or '?'} already exists; each request can be enqueued once"
+            ) from exc
+        conn.executemany(_Q["worktag_insert"], ((t, r.id) for r in rows for t in r.tags))
+        names = [(n, r.id) for r in rows for n in r.names]
+        if names:
+            conn.executemany(_Q["workname_insert"], names)
+        deps = [(r.id, p) for r in rows for p in r.prerequisites]
+        if deps:
+            conn.executemany(_Q["dependency_insert"], deps)
+
+    def work_states_by_ids(self, ids: list[str]) -> dict[str, int]:
+        return dict(self._conn.execute(_Q["work_states_by_ids"], {"ids": json.dumps(ids)}).fetchall())
+
+    def work_claim_available(
+        self, *, now: int, limit: int, runner_id: str, run_token: int, names: list[str] | None
+    ) -> list[ClaimedWork]:
+        rows = self._conn.execute(
+            _Q["work_claim_available"],
+            {
+                "now": now,
+                "limit": limit,
+                "runner_id": runner_id,
+                "run_token": run_token,
+                "names": None if names is None else json.dumps(names),
+            },
+        ).fetchall()
+        return [
+            ClaimedWork(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _tags(r[8]), bool(r[9])) for r in rows
+        ]
+
+    def work_prerequisite_outputs(self, work_id: str) -> list[str]:
+        return [r[0] for r in self._conn.execute(_Q["work_prerequisite_outputs"], {"id": work_id})]
+
+    def work_schedule_fields(self, work_id: str) -> ScheduleFields | None:
+        row = self._conn.execute(_Q["work_schedule_fields"], {"id": work_id}).fetchone()
+        if row is None:
+            return None
+        return ScheduleFields(row[0], row[1], row[2], BackoffPolicy(row[3]), *row[4:])
+
+    def work_succeed_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool:
+        params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
+        return self._conn.execute(_Q["work_succeed_if_running"], params).rowcount == 1
+
+    def work_fail_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool:
+        params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
+        return self._conn.execute(_Q["work_fail_if_running"], params).rowcount == 1
+
+    def work_enqueue_if_running(
+        self,
+        work_id: str,
+        run_token: int,
+        *,
+        run_attempt_count: int,
+        last_enqueue_time: int,
+        next_run_time: int,
+        period_count: int,
+        stop_reason: int,
+        next_schedule_time_override: int | None,
+    ) -> bool:
+        params = {
+            "id": work_id,
+            "run_token": run_token,
+            "run_attempt_count": run_attempt_count,
+            "last_enqueue_time": last_enqueue_time,
+            "next_run_time": next_run_time,
+            "period_count": period_count,
+            "stop_reason": stop_reason,
+            "next_schedule_time_override": next_schedule_time_override,
+        }
+        return self._conn.execute(_Q["work_enqueue_if_running"], params).rowcount == 1
+
+    def work_progress_set_if_running(self, work_id: str, run_token: int, progress: str) -> bool:
+        params = {"id": work_id, "run_token": run_token, "progress": progress}
+        return self._conn.execute(_Q["work_progress_set_if_running"], params).rowcount == 1
+
+    def dependency_unblock(self, work_id: str, now: int) -> None:
+        self._conn.execute(_Q["dependency_unblock"], {"id": work_id, "now": now})
+
+    def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:
+        params = {"id": work_id, "now": now, "never": NEVER}
+        return [r[0] for r in self._conn.execute(_Q["dependency_fail_dependents"], params)]
+
+    def work_cancel_tree(self, ids: list[str], now: int) -> list[tuple[str, str | None]]:
+        params = {"ids": json.dumps(ids), "now": now, "never": NEVER}
+        return [(r[0], r[1]) for r in self._conn.execute(_Q["work_cancel_tree"], params)]
+
+    def work_unfinished_ids(self, *, tag: str | None = None, name: str | None = None) -> list[str]:
+        if tag is not None:
+            cursor = self._conn.execute(_Q["work_unfinished_ids_by_tag"], {"tag": tag})
+        elif name is not None:
+            cursor = self._conn.execute(_Q["work_unfinished_ids_by_name"], {"name": name})
+        else:
+            cursor = self._conn.execute(_Q["work_unfinished_ids"])
+        return [r[0] for r in cursor]
+
+    def work_set_next_run_time_if_enqueued(self, work_id: str, next_run_time: int) -> bool:
+        params = {"id": work_id, "next_run_time": next_run_time}
+        return self._conn.execute(_Q["work_set_next_run_time_if_enqueued"], params).rowcount == 1
+
+    def runner_upsert(
+        self, *, id: str, host: str, boot_id: str, pid: int, process_started: float, now: int, workers: str
+    ) -> None:
+        params = {
+            "id": id,
+            "host": host,
+            "boot_id": boot_id,
+            "pid": pid,
+            "process_started": process_started,
+            "now": now,
+            "workers": workers,
+        }
+        self._conn.execute(_Q["runner_upsert"], params)
+
+    def runner_heartbeat(self, runner_id: str, now: int) -> bool:
+        return self._conn.execute(_Q["runner_heartbeat"], {"id": runner_id, "now": now}).rowcount == 1
+
+    def runner_delete(self, runner_id: str) -> None:
+        self._conn.execute(_Q["runner_delete"], {"id": runner_id})
+
+    def runner_list(self) -> list[RunnerRow]:
+        return [RunnerRow(*r) for r in self._conn.execute(_Q["runner_list"])]
+
+    def work_running_runner_ids(self) -> list[str | None]:
+        return [r[0] for r in self._conn.execute(_Q["work_running_runner_ids"])]
+
+    def work_rescue_runner(
+        self, runner_id: str | None, *, now: int, max_orphaned_runs: int, lost_output: str
+    ) -> list[tuple[str, int]]:
+        params = {
+            "runner_id": runner_id,
+            "now": now,
+            "never": NEVER,
+            "max_orphaned_runs": max_orphaned_runs,
+            "lost_output": lost_output,
+        }
+        return [(r[0], r[1]) for r in self._conn.execute(_Q["work_rescue_runner"], params)]
+
+    def work_prune_finished(self, *, older_than: int | None) -> int:
+        return self._conn.execute(_Q["work_prune_finished"], {"older_than": older_than}).rowcount
+
+    def preference_get(self, key: str) -> int | None:
+        value = self._one("preference_get", {"key": key})
+        return None if value is None else int(value)
+
+    def preference_set(self, key: str, value: int) -> None:
+        self._conn.execute(_Q["preference_set"], {"key": key, "value": value})
+
+
+def _info(row: tuple[Any, ...]) -> InfoRow:
+    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]))
+    return InfoRow(*fields)
+
+
+class SqliteStorage:
+    """A SQLite file (or ``:memory:``) opened, checked and migrated."""
+
+    supports_listen = False
+
+    def __init__(self, path: str, configuration: Configuration) -> None:
+        self.url = path
+        self._memory = path == ":memory:" or path.startswith("file::memory:")
+        self._lock = threading.RLock()
+        self._conn = self._connect(path, configuration)
+        self._tx = SqliteTransaction(self._conn)
+        self._data_version = self._read_data_version()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _connect(self, path: str, configuration: Configuration) -> sqlite3.Connection:
+        if not self._memory:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise errors.DatabaseOpenError(
+                    f"cannot open database {path!r}: the folder {parent!r} does not exist"
+                )
+            if os.path.isdir(path):
+                raise errors.DatabaseOpenError(f"cannot open database {path!r}: it is a folder")
+        busy_s = configuration.busy_timeout.total_seconds()
+        try:
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=busy_s, cached_statements=256
+            )
+        except sqlite3.Error as exc:
+            raise errors.DatabaseOpenError(f"cannot open database {path!r}: {exc}") from exc
+        try:
+            self._check_and_migrate(conn, path, configuration)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_and_migrate(self, conn: sqlite3.Connection, path: str, configuration: Configuration) -> None:
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        except sqlite3.DatabaseError as exc:
+            raise errors.NotAWorkManagerDatabaseError(
+                f"{path!r} is not a workmanager database (not SQLite: {exc}); refusing to touch it"
+            ) from exc
+        if app_id != APPLICATION_ID and (app_id != 0 or has_tables):
+            raise errors.NotAWorkManagerDatabaseError(
+                f"{path!r} is not a workmanager database (it holds other tables); refusing to touch it"
+            )
+        if not self._memory:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise errors.DatabaseOpenError(f"cannot put {path!r} in WAL mode (got {mode!r})")
+        sync = {"full": 2, "normal": 1}[configuration.durability]
+        conn.execute(f"PRAGMA synchronous={sync}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(configuration.busy_timeout.total_seconds() * 1000)}")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] != sync:
+            raise errors.DatabaseOpenError(f"{path!r}: could not set synchronous={configuration.durability}")
+        self._migrate(conn, path)
+
+    def _migrate(self, conn: sqlite3.Connection, path: str) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise errors.SchemaTooNewError(
+                f"{path!r} has schema version {version}, newer than this workmanager's {SCHEMA_VERSION}; "
+                "upgrade workmanager to open it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+
+        def begin() -> None:
+            conn.execute("BEGIN IMMEDIATE")
+
+        for number, name, sql in _MIGRATIONS:
+            _retry_busy("migrate", begin)
+            try:
+                # Another process may have migrated while we waited for the lock.
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                if number <= current:
+                    conn.execute("COMMIT")
+                    continue
+                log.info("applying migration %s to %s", name, path)
+                for statement in _split_statements(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        with self._lock:
+            conn = self._conn
+            _retry_busy("begin", lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield self._tx
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                _retry_busy("commit", lambda: conn.execute("COMMIT"))
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _read(self, name: str, params: Any = ()) -> list[Any]:
+        with self._lock:
+            return _retry_busy(name, lambda: self._conn.execute(_Q[name], params).fetchall())
+
+    def work_info_by_id(self, work_id: str) -> InfoRow | None:
+        rows = self._read("work_info_by_id", {"id": work_id})
+        return _info(rows[0]) if rows else None
+
+    def work_info_by_tag(self, tag: str) -> list[InfoRow]:
+        return [_info(r) for r in self._read("work_info_by_tag", {"tag": tag})]
+
+    def work_info_by_name(self, name: str) -> list[InfoRow]:
+        return [_info(r) for r in self._read("work_info_by_name", {"name": name})]
+
+    def work_info_query(
+        self,
+        *,
+        ids: list[str] | None,
+        tags: list[str] | None,
+        names: list[str] | None,
+        states: list[int] | None,
+    ) -> list[InfoRow]:
+        def js(values: list[Any] | None) -> str | None:
+            return None if values is None else json.dumps(values)
+
+        params = {"ids": js(ids), "tags": js(tags), "names": js(names), "states": js(states)}
+        return [_info(r) for r in self._read("work_info_query", params)]
+
+    def work_next_due(self, names: list[str] | None) -> int | None:
+        rows = self._read("work_next_due", {"names": None if names is None else json.dumps(names)})
+        return rows[0][0] if rows else None
+
+    def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]:
+        rows = self._read("work_owned_states", {"ids": json.dumps(ids)})
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def work_count_by_state(self) -> dict[int, int]:
+        return dict(self._read("work_count_by_state"))
+
+    def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._conn.execute(_Q["work_list"], {"state": state, "limit": limit})
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def work_detail(self, work_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cursor = self._conn.execute(_Q["work_detail"], {"id": work_id})
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def runner_list(self) -> list[RunnerRow]:
+        return [RunnerRow(*r) for r in self._read("runner_list")]
+
+    def preference_get(self, key: str) -> int | None:
+        rows = self._read("preference_get", {"key": key})
+        return int(rows[0][0]) if rows else None
+
+    def _read_data_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def data_changed(self) -> bool:
+        version = self._read_data_version()
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
+    def watch_paths(self) -> Iterator[str]:
+        if not self._memory:
+            path = os.path.abspath(self.url)
+            yield path + "-wal"
+            yield path
+
+    def pragma(self, name: str) -> Any:
+        """Read a PRAGMA (for diagnostics and tests)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        with self._lock:
+            return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a migration into statements (sqlite3.complete_statement knows where each ends)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise ValueError(f"unterminated statement in migration: {buffer[:80]!r}")
+    return statements

@@ -1,0 +1,80 @@
+-- The first schema. Times are epoch milliseconds (UTC); durations are milliseconds.
+-- States use Android's codes: ENQUEUED 0, RUNNING 1, SUCCEEDED 2, FAILED 3, BLOCKED 4, CANCELLED 5.
+
+CREATE TABLE workspec (
+    id                        TEXT PRIMARY KEY,          -- uuid, canonical text form
+    worker_name               TEXT NOT NULL,             -- registry name; never imported
+    state                     INTEGER NOT NULL,
+    input                     TEXT NOT NULL DEFAULT '{}',
+    output                    TEXT NOT NULL DEFAULT '{}',
+    progress                  TEXT,                      -- NULL unless running
+    input_merger              TEXT NOT NULL DEFAULT 'OverwritingInputMerger',
+    initial_delay_ms          INTEGER NOT NULL DEFAULT 0,
+    interval_ms               INTEGER NOT NULL DEFAULT 0, -- 0: one-time work
+    flex_ms                   INTEGER NOT NULL DEFAULT 0,
+    required_network_type     INTEGER NOT NULL DEFAULT 0,
+    requires_charging         INTEGER NOT NULL DEFAULT 0,
+    requires_battery_not_low  INTEGER NOT NULL DEFAULT 0,
+    requires_device_idle      INTEGER NOT NULL DEFAULT 0,
+    requires_storage_not_low  INTEGER NOT NULL DEFAULT 0,
+    run_attempt_count         INTEGER NOT NULL DEFAULT 0,
+    backoff_policy            INTEGER NOT NULL DEFAULT 0,
+    backoff_delay_ms          INTEGER NOT NULL DEFAULT 30000,
+    last_enqueue_time         INTEGER NOT NULL DEFAULT -1,
+    next_run_time             INTEGER NOT NULL,          -- when ENQUEUED work may start; a huge value: never
+    minimum_retention_ms      INTEGER NOT NULL DEFAULT 0,
+    expedited                 INTEGER NOT NULL DEFAULT 0,
+    out_of_quota_policy       INTEGER NOT NULL DEFAULT 0,
+    period_count              INTEGER NOT NULL DEFAULT 0,
+    generation                INTEGER NOT NULL DEFAULT 0,
+    next_schedule_time_override INTEGER,
+    stop_reason               INTEGER NOT NULL DEFAULT -256,
+    runner_id                 TEXT,                      -- the process running it (RUNNING only)
+    run_token                 INTEGER,                   -- fences a run: only its current owner may finish it
+    orphan_count              INTEGER NOT NULL DEFAULT 0, -- runs lost to dead processes in a row
+    created_at                INTEGER NOT NULL,
+    finished_at               INTEGER
+);
+
+-- The claim: ENQUEUED rows in start order. Also serves counts by state.
+CREATE INDEX workspec_state_next_run ON workspec (state, next_run_time);
+-- Rescue looks only at running rows.
+CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
+
+CREATE TABLE worktag (
+    tag     TEXT NOT NULL,
+    work_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    PRIMARY KEY (tag, work_id)
+) WITHOUT ROWID;
+CREATE INDEX worktag_work ON worktag (work_id);
+
+CREATE TABLE workname (
+    name    TEXT NOT NULL,
+    work_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    PRIMARY KEY (name, work_id)
+) WITHOUT ROWID;
+CREATE INDEX workname_work ON workname (work_id);
+
+CREATE TABLE dependency (
+    work_id         TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    prerequisite_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    PRIMARY KEY (work_id, prerequisite_id)
+) WITHOUT ROWID;
+CREATE INDEX dependency_prerequisite ON dependency (prerequisite_id);
+
+-- One row per live process that runs work: how others tell whether it is still alive.
+CREATE TABLE runner (
+    id               TEXT PRIMARY KEY,
+    host             TEXT NOT NULL,
+    boot_id          TEXT NOT NULL,
+    pid              INTEGER NOT NULL,
+    process_started  REAL NOT NULL,                      -- the process's start time, to tell pid reuse
+    started_at       INTEGER NOT NULL,
+    heartbeat_at     INTEGER NOT NULL,
+    workers          TEXT NOT NULL DEFAULT '[]'          -- JSON list of the names it can run
+);
+
+CREATE TABLE preference (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);

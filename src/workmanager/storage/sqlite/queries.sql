@@ -1,0 +1,226 @@
+-- Every statement the SQLite backend runs, by name. Placeholders are sqlite3's :name.
+-- A state change is one statement guarded by the state it expects, so a lost race is a no-op.
+
+-- name: work_insert
+INSERT INTO workspec (
+    id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
+    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at)
+VALUES (
+    :id, :worker_name, :state, :input, :input_merger, :initial_delay_ms, :interval_ms, :flex_ms,
+    :required_network_type, :requires_charging, :requires_battery_not_low, :requires_device_idle,
+    :requires_storage_not_low, :backoff_policy, :backoff_delay_ms, :last_enqueue_time, :next_run_time,
+    :minimum_retention_ms, :expedited, :out_of_quota_policy, :stop_reason, :created_at, :finished_at);
+
+-- name: worktag_insert
+INSERT OR IGNORE INTO worktag (tag, work_id) VALUES (?, ?);
+
+-- name: workname_insert
+INSERT OR IGNORE INTO workname (name, work_id) VALUES (?, ?);
+
+-- name: dependency_insert
+INSERT OR IGNORE INTO dependency (work_id, prerequisite_id) VALUES (?, ?);
+
+-- name: work_states_by_ids
+SELECT id, state FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: work_claim_available
+-- Claim up to :limit runnable rows for :runner_id; :names is a JSON list of runnable
+-- worker names, or NULL when this process can run any name.
+UPDATE workspec
+SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
+    runner_id = :runner_id, run_token = :run_token
+WHERE id IN (
+    SELECT id FROM workspec
+    WHERE state = 0 AND next_run_time <= :now
+      AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+    ORDER BY state, next_run_time
+    LIMIT :limit)
+RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
+    (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = workspec.id) AS tags,
+    EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites;
+
+-- name: work_next_due
+-- When the earliest waiting work (this process can run) becomes due.
+SELECT min(next_run_time) FROM workspec
+WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)));
+
+-- name: work_prerequisite_outputs
+SELECT p.output FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id WHERE d.work_id = :id;
+
+-- name: work_schedule_fields
+-- What the engine needs to compute the next run of a running row.
+SELECT interval_ms, flex_ms, initial_delay_ms, backoff_policy, backoff_delay_ms, last_enqueue_time,
+    period_count, run_attempt_count, next_schedule_time_override
+FROM workspec WHERE id = :id;
+
+-- name: work_succeed_if_running
+UPDATE workspec
+SET state = 2, output = :output, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+    finished_at = :now
+WHERE id = :id AND state = 1 AND run_token = :run_token;
+
+-- name: work_fail_if_running
+UPDATE workspec
+SET state = 3, output = :output, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+    finished_at = :now
+WHERE id = :id AND state = 1 AND run_token = :run_token;
+
+-- name: work_enqueue_if_running
+-- Back to ENQUEUED: retry, the next period, or a stop.
+UPDATE workspec
+SET state = 0, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+    run_attempt_count = :run_attempt_count, last_enqueue_time = :last_enqueue_time,
+    next_run_time = :next_run_time, period_count = :period_count, stop_reason = :stop_reason,
+    next_schedule_time_override = :next_schedule_time_override
+WHERE id = :id AND state = 1 AND run_token = :run_token;
+
+-- name: work_progress_set_if_running
+UPDATE workspec SET progress = :progress WHERE id = :id AND state = 1 AND run_token = :run_token;
+
+-- name: dependency_unblock
+-- BLOCKED dependents of :id whose prerequisites all SUCCEEDED become ENQUEUED;
+-- the initial delay counts from now, as on Android.
+UPDATE workspec
+SET state = 0, last_enqueue_time = :now, next_run_time = :now + initial_delay_ms
+WHERE state = 4
+  AND id IN (SELECT work_id FROM dependency WHERE prerequisite_id = :id)
+  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
+                  WHERE d.work_id = workspec.id AND p.state != 2);
+
+-- name: dependency_fail_dependents
+-- Every transitive dependent of :id that is not finished becomes FAILED.
+WITH RECURSIVE dependent(id) AS (
+    SELECT work_id FROM dependency WHERE prerequisite_id = :id
+    UNION
+    SELECT d.work_id FROM dependency d JOIN dependent ON d.prerequisite_id = dependent.id)
+UPDATE workspec SET state = 3, finished_at = :now, next_run_time = :never, runner_id = NULL
+WHERE id IN (SELECT id FROM dependent) AND state NOT IN (2, 3, 5)
+RETURNING id;
+
+-- name: work_cancel_tree
+-- Cancel the roots (a JSON list of ids) and every transitive dependent that is not finished.
+-- A finished root is not changed, but its dependents are (Android's cancel by id).
+WITH RECURSIVE target(id) AS (
+    SELECT value FROM json_each(:ids)
+    UNION
+    SELECT d.work_id FROM dependency d JOIN target ON d.prerequisite_id = target.id)
+UPDATE workspec
+SET state = 5, stop_reason = 1, finished_at = :now, next_run_time = :never, progress = NULL
+WHERE id IN (SELECT id FROM target) AND state NOT IN (2, 3, 5)
+RETURNING id, runner_id;
+
+-- name: work_unfinished_ids_by_tag
+SELECT work_id FROM worktag t JOIN workspec w ON w.id = t.work_id
+WHERE t.tag = :tag AND w.state NOT IN (2, 3, 5);
+
+-- name: work_unfinished_ids_by_name
+SELECT work_id FROM workname n JOIN workspec w ON w.id = n.work_id
+WHERE n.name = :name AND w.state NOT IN (2, 3, 5);
+
+-- name: work_unfinished_ids
+SELECT id FROM workspec WHERE state IN (0, 1, 4);
+
+-- name: work_owned_states
+-- For running work of this process: has anyone else changed it (cancel, replace, rescue)?
+SELECT id, state, run_token, stop_reason FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: work_info_by_id
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+FROM workspec w WHERE w.id = :id;
+
+-- name: work_info_by_tag
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = :tag
+ORDER BY w.created_at, w.id;
+
+-- name: work_info_by_name
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = :name
+ORDER BY w.created_at, w.id;
+
+-- name: work_info_query
+-- A WorkQuery: each component is a JSON list, or NULL when absent.
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+FROM workspec w
+WHERE (:ids IS NULL OR w.id IN (SELECT value FROM json_each(:ids)))
+  AND (:states IS NULL OR w.state IN (SELECT value FROM json_each(:states)))
+  AND (:tags IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag IN (SELECT value FROM json_each(:tags))))
+  AND (:names IS NULL OR w.id IN (SELECT work_id FROM workname
+                                  WHERE name IN (SELECT value FROM json_each(:names))))
+ORDER BY w.created_at, w.id;
+
+-- name: work_count_by_state
+SELECT state, count(*) FROM workspec GROUP BY state;
+
+-- name: work_list
+-- For the command line: newest first, optionally one state.
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+FROM workspec w
+WHERE (:state IS NULL OR w.state = :state)
+ORDER BY w.created_at DESC, w.id
+LIMIT :limit;
+
+-- name: work_detail
+SELECT * FROM workspec WHERE id = :id;
+
+-- name: runner_upsert
+INSERT OR REPLACE INTO runner (id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers)
+VALUES (:id, :host, :boot_id, :pid, :process_started, :now, :now, :workers);
+
+-- name: runner_heartbeat
+UPDATE runner SET heartbeat_at = :now WHERE id = :id;
+
+-- name: runner_delete
+DELETE FROM runner WHERE id = :id;
+
+-- name: runner_list
+SELECT id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers FROM runner;
+
+-- name: work_running_runner_ids
+SELECT DISTINCT runner_id FROM workspec WHERE state = 1;
+
+-- name: work_rescue_runner
+-- Running work of a dead process: back to ENQUEUED at once (its attempt counted), or FAILED
+-- once it has been orphaned :max_orphaned_runs times in a row (a crash loop).
+UPDATE workspec
+SET state = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN 3 ELSE 0 END,
+    stop_reason = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN -129 ELSE -512 END,
+    output = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN :lost_output ELSE output END,
+    finished_at = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN :now ELSE finished_at END,
+    next_run_time = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN :never ELSE :now END,
+    orphan_count = orphan_count + 1, progress = NULL, runner_id = NULL, run_token = NULL
+WHERE state = 1 AND runner_id IS :runner_id
+RETURNING id, state;
+
+-- name: work_prune_finished
+-- Finished work none of whose dependents is unfinished; :older_than limits it to work whose
+-- last enqueue plus its retention is older than that (automatic pruning), NULL prunes all.
+DELETE FROM workspec
+WHERE state IN (2, 3, 5)
+  AND (:older_than IS NULL OR last_enqueue_time + minimum_retention_ms < :older_than)
+  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec w2 ON w2.id = d.work_id
+                  WHERE d.prerequisite_id = workspec.id AND w2.state NOT IN (2, 3, 5));
+
+-- name: preference_get
+SELECT value FROM preference WHERE key = :key;
+
+-- name: preference_set
+INSERT OR REPLACE INTO preference (key, value) VALUES (:key, :value);
+
+-- name: work_set_next_run_time_if_enqueued
+UPDATE workspec SET next_run_time = :next_run_time WHERE id = :id AND state = 0;
