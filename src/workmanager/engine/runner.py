@@ -6,9 +6,8 @@ Building, invoking and mapping are separate small steps; nothing here touches st
 from __future__ import annotations
 
 import logging
-import traceback
 import uuid
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 
 from workmanager.data import Data, input_merger_by_name
 from workmanager.engine.states import Failed, Outcome, Retry, Stopped, Succeeded
@@ -74,18 +73,13 @@ def outcome_of(worker: ListenableWorker, future: Future[Result], *, max_data_byt
     """Map how the worker's future ended to exactly one Outcome."""
     if worker.is_stopped:
         return Stopped(worker.stop_reason)
-    try:
-        result = future.result(timeout=0)
-    except CancelledError:
+    if future.cancelled():
         return Failed(Data({"error": "CancelledError", "message": "the worker's future was cancelled"}))
-    except BaseException as exc:
-        log.error(
-            "worker %s (%s) raised:\n%s",
-            worker.name,
-            worker.id,
-            "".join(traceback.format_exception(exc)),
-        )
+    exc = future.exception(timeout=0)
+    if exc is not None:
+        log.error("worker %s (%s) raised %s: %s", worker.name, worker.id, type(exc).__name__, exc, exc_info=exc)
         return Failed(error_output(exc))
+    result = future.result(timeout=0)
     if not isinstance(result, Result):
         message = f"do_work returned {type(result).__name__}, not a Result"
         log.error("worker %s (%s): %s", worker.name, worker.id, message)
@@ -94,7 +88,7 @@ def outcome_of(worker: ListenableWorker, future: Future[Result], *, max_data_byt
         return Retry()
     try:
         output = result.output_data.check_size(max_data_bytes, "output_data")
-    except ValueError as exc:
-        log.error("worker %s (%s): %s", worker.name, worker.id, exc)
-        return Failed(error_output(exc))
+    except ValueError as too_large:
+        log.error("worker %s (%s): %s", worker.name, worker.id, too_large)
+        return Failed(error_output(too_large))
     return Succeeded(output) if result.kind is ResultKind.SUCCESS else Failed(output)
