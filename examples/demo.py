@@ -60,10 +60,14 @@ def main() -> None:
     print(f"worker process started (pid {worker.pid}); enqueuing from pid {os.getpid()}")
     requests = [
         OneTimeWorkRequest(demo_app.Checksum, input_data={"text": "the quick brown fox jumps"}),
-        OneTimeWorkRequest(demo_app.FlakyUpload, input_data={"file": "a.jpg"}, backoff_delay=timedelta(seconds=1)),
+        OneTimeWorkRequest(
+            demo_app.FlakyUpload, input_data={"file": "a.jpg"}, backoff_delay=timedelta(seconds=1)
+        ),
         OneTimeWorkRequest(demo_app.Fetch, input_data={"url": "https://example.invalid"}),
         OneTimeWorkRequest(demo_app.Fetch, input_data={"fail": True}, tags={"will-fail"}),
-        OneTimeWorkRequest(demo_app.Checksum, input_data={"text": "later"}, initial_delay=timedelta(seconds=2)),
+        OneTimeWorkRequest(
+            demo_app.Checksum, input_data={"text": "later"}, initial_delay=timedelta(seconds=2)
+        ),
     ]
     demo_app.wm.enqueue(requests)
     try:

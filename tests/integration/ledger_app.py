@@ -19,7 +19,9 @@ LEDGER_DIR = os.environ.get("LEDGER_DIR", ".")
 
 def record(event: str, job: str, **extra: object) -> None:
     line = json.dumps({"event": event, "job": job, "pid": os.getpid(), "t": time.time(), **extra})
-    fd = os.open(os.path.join(LEDGER_DIR, f"ledger-{os.getpid()}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fd = os.open(
+        os.path.join(LEDGER_DIR, f"ledger-{os.getpid()}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    )
     try:
         os.write(fd, (line + "\n").encode())
     finally:

@@ -18,6 +18,7 @@ import select
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("workmanager.changes")
@@ -140,6 +141,10 @@ class ChangeWatcher:
     #: Even with file events, confirm with data_version this often (events can be missed,
     #: e.g. on network file systems).
     SAFETY_INTERVAL_S = 1.0
+    #: At most one check per this interval: this process's own commits raise events too, and
+    #: checking after each would contend with the dispatcher for the connection. The first
+    #: event after a quiet spell is checked at once, so an idle worker still wakes immediately.
+    MIN_CHECK_INTERVAL_S = 0.005
 
     def __init__(
         self,
@@ -171,12 +176,20 @@ class ChangeWatcher:
     def _run(self) -> None:
         fds = [self._stop_r] + ([self._inotify.fd] if self._inotify else [])
         timeout = self.SAFETY_INTERVAL_S if self._inotify else self._poll_interval_s
+        last_check = 0.0
         while True:
             readable, _, _ = select.select(fds, [], [], timeout)
             if self._stop_r in readable:
                 return
-            if self._inotify is not None and readable and not (self._inotify.read_names() & self._names):
-                continue  # some other file in the folder
+            if self._inotify is not None and readable:
+                if not (self._inotify.read_names() & self._names):
+                    continue  # some other file in the folder
+                pause = last_check + self.MIN_CHECK_INTERVAL_S - time.monotonic()
+                if pause > 0:
+                    if select.select([self._stop_r], [], [], pause)[0]:
+                        return
+                    self._inotify.read_names()  # events during the pause are covered by this check
+            last_check = time.monotonic()
             try:
                 if self._data_changed():
                     self._feed.bump(external=True)

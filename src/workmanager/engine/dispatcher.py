@@ -400,13 +400,16 @@ class Engine:
                 for c in claimed:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)
-        if want_claim:
-            # A full claim means more may be waiting; a short one means we know the next due time
-            # only after asking again.
-            self._next_due = now if len(claimed) == free else None
-            if len(claimed) < free:
-                self._checked_version = -1
         self._feed.bump()
+        if want_claim:
+            if len(claimed) == free:
+                # A full claim means more may be waiting: claim again when slots free up,
+                # without asking for the next due time first.
+                self._next_due = now
+                self._checked_version = self._feed.version
+            else:
+                self._next_due = None
+                self._checked_version = -1
         for c in claimed:
             self._launch(c, outputs.get(c.id, []))
         return True

@@ -77,7 +77,9 @@ def outcome_of(worker: ListenableWorker, future: Future[Result], *, max_data_byt
         return Failed(Data({"error": "CancelledError", "message": "the worker's future was cancelled"}))
     exc = future.exception(timeout=0)
     if exc is not None:
-        log.error("worker %s (%s) raised %s: %s", worker.name, worker.id, type(exc).__name__, exc, exc_info=exc)
+        log.error(
+            "worker %s (%s) raised %s: %s", worker.name, worker.id, type(exc).__name__, exc, exc_info=exc
+        )
         return Failed(error_output(exc))
     result = future.result(timeout=0)
     if not isinstance(result, Result):

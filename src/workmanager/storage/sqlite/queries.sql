@@ -42,9 +42,12 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites;
 
 -- name: work_next_due
--- When the earliest waiting work (this process can run) becomes due.
-SELECT min(next_run_time) FROM workspec
-WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)));
+-- When the earliest waiting work (this process can run) becomes due. Walks the claim index
+-- in order and stops at the first row it can run.
+SELECT next_run_time FROM workspec
+WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+ORDER BY state, next_run_time
+LIMIT 1;
 
 -- name: work_prerequisite_outputs
 SELECT p.output FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id WHERE d.work_id = :id;
@@ -84,8 +87,8 @@ UPDATE workspec SET progress = :progress WHERE id = :id AND state = 1 AND run_to
 -- the initial delay counts from now, as on Android.
 UPDATE workspec
 SET state = 0, last_enqueue_time = :now, next_run_time = :now + initial_delay_ms
-WHERE state = 4
-  AND id IN (SELECT work_id FROM dependency WHERE prerequisite_id = :id)
+WHERE id IN (SELECT work_id FROM dependency WHERE prerequisite_id = :id)
+  AND +state = 4  -- '+': drive the search from the dependency index, not from all BLOCKED rows
   AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
                   WHERE d.work_id = workspec.id AND p.state != 2);
 
