@@ -131,6 +131,16 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> float:
     return time.perf_counter() - t0
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc; None elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     """The last lines of a worker's log, for error messages."""
     try:

@@ -141,19 +141,27 @@ class Bench:
             for i in range(a, b):
                 wm.enqueue(request(i))
 
-        fig = self.timed_loop(self.n, 1, body)
-        fig["stored"] = self.wm_unfinished(path, wm)
-        fig["journal_mode"] = journal_mode(path)
-        return fig
+        try:
+            fig = self.timed_loop(self.n, 1, body)
+            fig["stored"] = self.wm_unfinished(path, wm)
+            fig["journal_mode"] = journal_mode(path)
+            return fig
+        finally:
+            dispose(wm)
 
     def wm_enqueue_batch(self) -> Figure:
         from bench.wmjobs import manager, request
 
         path = os.fspath(self.phase_dir("wm-enqueue-batch") / "wm.db")
         wm = manager(path)
-        fig = self.timed_loop(self.n, self.chunk, lambda a, b: wm.enqueue([request(i) for i in range(a, b)]))
-        fig["stored"] = self.wm_unfinished(path, wm)
-        return fig
+        try:
+            fig = self.timed_loop(
+                self.n, self.chunk, lambda a, b: wm.enqueue([request(i) for i in range(a, b)])
+            )
+            fig["stored"] = self.wm_unfinished(path, wm)
+            return fig
+        finally:
+            dispose(wm)
 
     # ---- 3: drain by one worker process -----------------------------------------------
 
@@ -175,10 +183,17 @@ class Bench:
         spawned = now = time.time()
         left = total
         capped = False
+        cpu_from: tuple[int, float] | None = None  # (jobs left, worker CPU s) once work began
+        cpu_to: float | None = None
         try:
             while True:
                 left = unfinished()
                 now = time.time()
+                if cpu_from is None and left < total:
+                    cpu = util.process_cpu_s(proc.pid)
+                    cpu_from = (left, cpu) if cpu is not None else (0, math.nan)
+                if left == 0 or (now - spawned > self.cap):
+                    cpu_to = util.process_cpu_s(proc.pid)
                 if left == 0:
                     break
                 if proc.poll() is not None:
@@ -198,6 +213,9 @@ class Bench:
             raise RuntimeError("no job started:\n" + util.log_tail(self.root / name / "worker.log"))
         first, last = min(starts.values()), max(starts.values())
         done = total - left
+        cpu_us = math.nan
+        if cpu_from is not None and cpu_to is not None and cpu_from[0] > left:
+            cpu_us = (cpu_to - cpu_from[1]) / (cpu_from[0] - left) * 1e6
         return {
             "rate": done / (now - first),
             "done": done,
@@ -210,6 +228,7 @@ class Bench:
             "wall_rate_with_boot": done / (now - spawned),
             "reruns": records - len(starts),
             "worker_stop_s": stop_s,
+            "worker_cpu_us_per_job": cpu_us,
         }
 
     def raw_drain(self, batch: int) -> Figure:
@@ -235,14 +254,21 @@ class Bench:
         name = "wm-drain"
         path = os.fspath(self.phase_dir(name) / "wm.db")
         wm = manager(path)
-        fig = self.drain(
-            name,
-            lambda a, b: wm.enqueue([request(i) for i in range(a, b)]),
-            lambda: self.wm_unfinished(path, wm),
-            "bench.wmbench_worker",
-            [path],
-        )
+        try:
+            fig = self.drain(
+                name,
+                lambda a, b: wm.enqueue([request(i) for i in range(a, b)]),
+                lambda: self.wm_unfinished(path, wm),
+                "bench.wmbench_worker",
+                [path],
+            )
+        finally:
+            dispose(wm)
         fig["counted_by"] = self.counted_by
+        fig["final_states"] = final_states(path)
+        succeeded = fig["final_states"].get("SUCCEEDED")
+        if succeeded is not None and succeeded != fig["done"] and not fig["capped"]:
+            fig["warning"] = f"{succeeded} of {fig['done']} finished jobs SUCCEEDED: {fig['final_states']}"
         return fig
 
     counted_by = "sqlite"
@@ -323,22 +349,48 @@ class Bench:
         mark_dir.mkdir()
         path = os.fspath(d / "wm.db")
         wm = manager(path)
-        if in_process:
-            util.set_mark_dir(mark_dir)
-            wm.start()
-            try:
-                return self.latency(mark_dir, lambda i: wm.enqueue(request(i)), lambda: None)
-            finally:
-                wm.stop()
-        with worker_process("bench.wmbench_worker", [path], mark_dir, d / "worker.log") as alive:
-            return self.latency(mark_dir, lambda i: wm.enqueue(request(i)), alive)
+        try:
+            if in_process:
+                util.set_mark_dir(mark_dir)
+                wm.start()
+                try:
+                    return self.latency(mark_dir, lambda i: wm.enqueue(request(i)), lambda: None)
+                finally:
+                    wm.stop()
+            with worker_process("bench.wmbench_worker", [path], mark_dir, d / "worker.log") as alive:
+                return self.latency(mark_dir, lambda i: wm.enqueue(request(i)), alive)
+        finally:
+            dispose(wm)
 
 
 # ---- helpers ----------------------------------------------------------------------------
 
 
+def dispose(wm: Any) -> None:
+    """Release a manager's database and threads (``close()`` where the library has it)."""
+    close = getattr(wm, "close", None)
+    if callable(close):
+        close()
+
+
 def readonly(path: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=10.0)
+
+
+STATE_NAMES = {0: "ENQUEUED", 1: "RUNNING", 2: "SUCCEEDED", 3: "FAILED", 4: "BLOCKED", 5: "CANCELLED"}
+
+
+def final_states(path: str) -> dict[str, int]:
+    """Work per state, read from the library's table (empty if that layout is not there)."""
+    try:
+        conn = readonly(path)
+        try:
+            rows = conn.execute("SELECT state, count(*) FROM workspec GROUP BY state").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    return {STATE_NAMES.get(state, str(state)): int(count) for state, count in rows}
 
 
 def journal_mode(path: str) -> str:
@@ -515,8 +567,14 @@ def table_rows(r: dict[str, Figure]) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
+NOTE = (
+    "wm vs floor: throughput = workmanager as % of the floor (higher is better); "
+    "latency = workmanager p50 / floor p50 (lower is better)."
+)
+
+
 def detail_lines(r: dict[str, Figure]) -> list[str]:
-    out = []
+    out = [NOTE]
     for key in ("wm_drain", "raw_drain_1", "raw_drain_100"):
         f = r.get(key)
         if f and "error" not in f:
@@ -524,6 +582,7 @@ def detail_lines(r: dict[str, Figure]) -> list[str]:
                 f"{key}: {f['done']}/{f['enqueued']} jobs in {f['seconds']:.2f} s; "
                 f"boot {f['boot_s'] * 1000:.0f} ms; start-to-start {f['start_to_start_rate']:,.0f}/s; "
                 f"ack lag {f['ack_lag_ms']:.0f} ms; incl. boot {f['wall_rate_with_boot']:,.0f}/s; "
+                f"worker CPU {f['worker_cpu_us_per_job']:.0f} µs/job; "
                 f"re-runs {f['reruns']}; stop {f['worker_stop_s']:.2f} s"
             )
     for key in ("wm_latency_in_process", "raw_latency_thread", "wm_latency_process", "raw_latency_process"):
@@ -534,6 +593,10 @@ def detail_lines(r: dict[str, Figure]) -> list[str]:
                 f"max {f['max_ms']:.2f} ms; missing {f['missing']}"
             )
     for key, f in r.items():
+        if "warning" in f:
+            out.append(f"{key}: WARNING {f['warning']}")
+        if "stored" in f and f["stored"] != f["done"]:
+            out.append(f"{key}: WARNING {f['stored']} unfinished jobs stored after {f['done']} enqueued")
         if "error" in f and not f["error"].startswith("workmanager not importable"):
             out.append(f"{key}: ERROR {f['error']}")
     return out
@@ -546,12 +609,13 @@ def print_report(report: dict[str, Any]) -> None:
         f"date {m['date']} | host {m['host']} | {m['cores']} cores ({m['cores_usable']} usable), {m['cpu']}",
         f"python {m['python']} | sqlite {m['sqlite']} | {m['platform']}",
         f"data {m['data_dir']} on {m['filesystem']['device']} ({m['filesystem']['fstype']}) | "
-        f"write 4 KiB + fdatasync: {m['fsync_floor_per_s']:,.0f}/s",
+        f"write 4 KiB + fdatasync: {m['fsync_floor_per_s']:,.0f}/s at start, "
+        f"{m.get('fsync_floor_after_per_s', math.nan):,.0f}/s at end",
         f"workmanager {wmf.get('version', '?')} durability={wmf.get('durability', '?')} "
         f"(journal_mode={r.get('wm_enqueue_one', {}).get('journal_mode', '?')}) "
         f"max_concurrency={wmf.get('max_concurrency', '?')} | raw floor journal_mode="
         f"{raw_dur.get('journal_mode', '?')} synchronous={raw_dur.get('synchronous', '?')}",
-        f"N={report['params']['n']} per throughput phase, cap {report['params']['cap_s']:.0f} s per phase "
+        f"N={report['params']['n']} per throughput phase, cap {report['params']['cap_s']:g} s per phase "
         f"(* = capped: rate from the jobs done); latency: {report['params']['latency_jobs']} jobs "
         f"{report['params']['latency_gap_ms']:.0f} ms apart",
     ]
@@ -573,10 +637,10 @@ def print_report(report: dict[str, Any]) -> None:
         print("\n".join(detail_lines(r)))
         return
     console = Console()
-    if console.width < 130:  # not a terminal, or a narrow one: do not wrap the table
-        console = Console(width=130)
+    if console.width < 140:  # not a terminal, or a narrow one: do not wrap the table
+        console = Console(width=140)
     for f in facts:
-        console.print(f, highlight=False)
+        console.print(f, highlight=False, soft_wrap=True)
     t = Table(title="workmanager vs raw SQLite (WAL, synchronous=FULL), same run")
     for h in headers:
         t.add_column(h, justify="left" if h in ("workload", "floor") else "right")
@@ -584,7 +648,7 @@ def print_report(report: dict[str, Any]) -> None:
         t.add_row(*row)
     console.print(t)
     for line in detail_lines(r):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 # ---- main --------------------------------------------------------------------------------
@@ -630,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         b.run("wm_latency_in_process", lambda: b.wm_latency(True), needs_wm=True)
         b.run("raw_latency_process", lambda: b.raw_latency(False))
         b.run("wm_latency_process", lambda: b.wm_latency(False), needs_wm=True)
+        machine["fsync_floor_after_per_s"] = util.fsync_floor(root)
     finally:
         if args.keep:
             print(f"kept {root}", file=sys.stderr)

@@ -51,6 +51,7 @@ def main() -> None:
     os.environ["WORKMANAGER_DATABASE"] = str(folder / "demo.db")
     sys.path.insert(0, str(HERE))
     import demo_app
+
     from workmanager import OneTimeWorkRequest
 
     print(f"database: {os.environ['WORKMANAGER_DATABASE']}")
