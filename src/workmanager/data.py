@@ -130,11 +130,13 @@ class Data(Mapping[str, Value]):
         return len(self._values)
 
     def __eq__(self, other: object) -> bool:
+        # Compare the stored form: it keeps types apart (True, 1 and 1.0 differ, as on Android)
+        # and agrees with __hash__.
         if isinstance(other, Data):
-            return self._values == other._values
+            return self.to_json() == other.to_json()
         if isinstance(other, Mapping):
             try:
-                return self._values == Data(other)._values
+                return self.to_json() == Data(other).to_json()
             except TypeError:
                 return False
         return NotImplemented

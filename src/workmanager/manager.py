@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -192,7 +193,8 @@ class WorkManager:
         Raises WorkNotFoundError for unknown work and TimeoutError after ``timeout`` seconds.
         """
         self._ensure_watcher()
-        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        # Waiting happens in real time, whatever clock schedules the work.
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             seen = self._feed.version
             info = self.get_work_info_by_id(id)
@@ -200,7 +202,7 @@ class WorkManager:
                 raise errors.WorkNotFoundError(f"no work with id {id}")
             if info.state.is_finished:
                 return info
-            remaining = None if deadline is None else deadline - self._clock.monotonic()
+            remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"work {id} is still {info.state.name} after {timeout} s")
             self._feed.wait(seen, remaining if remaining is not None else 1.0)
@@ -377,6 +379,12 @@ class WorkManager:
 
     async def prune_work_async(self) -> int:
         return await asyncio.to_thread(self.prune_work)
+
+    async def start_async(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def get_last_cancel_all_time_ms_async(self) -> int:
+        return await asyncio.to_thread(self.get_last_cancel_all_time_ms)
 
     async def stop_async(self, grace: float | None = None) -> None:
         await asyncio.to_thread(self.stop, grace)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from datetime import timedelta
 
 from workmanager import Configuration, Result, Worker, WorkManager
 
-LEDGER_DIR = os.environ.get("LEDGER_DIR", ".")
-
 
 def record(event: str, job: str, **extra: object) -> None:
     line = json.dumps({"event": event, "job": job, "pid": os.getpid(), "t": time.time(), **extra})
     fd = os.open(
-        os.path.join(LEDGER_DIR, f"ledger-{os.getpid()}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        os.path.join(os.environ["LEDGER_DIR"], f"ledger-{os.getpid()}.jsonl"),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
     )
     try:
         os.write(fd, (line + "\n").encode())
@@ -47,13 +47,26 @@ class Mark(Worker):
         return Result.success({"pid": os.getpid()})
 
 
+class Suicide(Worker):
+    """Kills its own process, as a segfaulting extension or an OOM kill would."""
+
+    name = "suicide"
+
+    def do_work(self) -> Result:
+        record("start", str(self.input_data["job"]), attempt=self.run_attempt_count)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return Result.success()
+
+
 def make() -> WorkManager:
     return WorkManager(
         os.environ["WORKMANAGER_DATABASE"],
-        workers=[Mark],
+        workers=[Mark, Suicide],
         configuration=Configuration(
             max_concurrency=int(os.environ.get("WM_CONCURRENCY", "2")),
             rescue_interval=timedelta(milliseconds=200),
+            heartbeat_interval=timedelta(seconds=float(os.environ.get("WM_HEARTBEAT", "10"))),
+            lease_timeout=timedelta(seconds=float(os.environ.get("WM_LEASE", "60"))),
             shutdown_grace=timedelta(seconds=float(os.environ.get("WM_GRACE", "10"))),
         ),
     )

@@ -88,6 +88,25 @@ def test_equal_data_hash_equally():
     assert hash(Data({"a": 1, "b": "x"})) == hash(Data({"b": "x", "a": 1}))
 
 
+def test_data_holding_true_differs_from_data_holding_1():
+    # Android's Data compares typed values: Boolean(true) is not Integer(1).
+    assert Data({"a": True}) != Data({"a": 1})
+
+
+def test_data_holding_an_int_differs_from_data_holding_the_same_float():
+    assert Data({"a": 1}) != Data({"a": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [(True, 1), (1, 1.0), ("1", "1")],
+    ids=repr,
+)
+def test_data_that_compare_equal_hash_equally(left, right):
+    a, b = Data({"k": left}), Data({"k": right})
+    assert a != b or hash(a) == hash(b)
+
+
 def test_data_of_none_is_empty():
     assert Data.of(None) == Data.EMPTY
     assert len(Data.EMPTY) == 0

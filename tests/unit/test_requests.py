@@ -221,7 +221,10 @@ def test_constraints_default_to_none_required():
     c = Constraints()
     assert c.required_network_type is NetworkType.NOT_REQUIRED
     assert not (
-        c.requires_charging or c.requires_battery_not_low or c.requires_device_idle or c.requires_storage_not_low
+        c.requires_charging
+        or c.requires_battery_not_low
+        or c.requires_device_idle
+        or c.requires_storage_not_low
     )
 
 

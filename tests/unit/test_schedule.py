@@ -118,7 +118,9 @@ def test_backoff_after_a_huge_number_of_attempts_is_the_maximum():
 
 def test_clamp_backoff_raises_a_short_delay_to_10_seconds_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
-        clamped = clamp_backoff(timedelta(seconds=1), minimum=timedelta(seconds=10), maximum=timedelta(hours=5))
+        clamped = clamp_backoff(
+            timedelta(seconds=1), minimum=timedelta(seconds=10), maximum=timedelta(hours=5)
+        )
     assert clamped == timedelta(seconds=10)
     assert any(r.levelno == logging.WARNING and "backoff" in r.getMessage() for r in caplog.records)
 

@@ -64,9 +64,7 @@ def test_transitions_android_never_makes_are_illegal(old, new):
     assert not is_legal(old, new)
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), list(itertools.product(FINISHED, State)), ids=lambda s: s.name
-)
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(FINISHED, State)), ids=lambda s: s.name)
 def test_finished_states_are_terminal(old, new):
     assert not is_legal(old, new)
 

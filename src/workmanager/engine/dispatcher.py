@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -244,11 +245,11 @@ class Engine:
             return
         self._draining = True
         self._wakeup.set()
-        deadline = self._clock.monotonic() + grace_s
+        deadline = time.monotonic() + grace_s  # a real-time wait, whatever the work's clock
         while True:
             with self._lock:
                 busy = bool(self._running)
-            if not busy or self._clock.monotonic() >= deadline:
+            if not busy or time.monotonic() >= deadline:
                 break
             self._feed.wait(self._feed.version, 0.02)
         self._stopping = True

@@ -36,6 +36,19 @@ def is_legal(old: State, new: State) -> bool:
     return (old, new) in TRANSITIONS
 
 
+def _target(outcome: Outcome, *, is_periodic: bool) -> State:
+    """The state a run's outcome moves its work to (from RUNNING); checked against the table."""
+    if isinstance(outcome, Succeeded) and not is_periodic:
+        new = State.SUCCEEDED
+    elif isinstance(outcome, Failed) and not is_periodic:
+        new = State.FAILED
+    else:
+        new = State.ENQUEUED  # retry, stop, or a periodic work's next period
+    if not is_legal(State.RUNNING, new):
+        raise AssertionError(f"illegal transition RUNNING -> {new.name}")
+    return new
+
+
 @dataclass(frozen=True)
 class Succeeded:
     output: Data
@@ -81,18 +94,19 @@ def apply_outcome(
     max_backoff_ms: int,
 ) -> Applied:
     """Persist one run's outcome; a lost race (no longer ours) is a no-op."""
+    target = _target(outcome, is_periodic=is_periodic)
     periodic_fields = None
     if isinstance(outcome, Retry | Stopped) or is_periodic:
         periodic_fields = tx.work_schedule_fields(work_id)
         if periodic_fields is None:
             return Applied(False)  # deleted meanwhile (REPLACE)
 
-    if isinstance(outcome, Succeeded | Failed) and not is_periodic:
-        if isinstance(outcome, Succeeded):
-            if not tx.work_succeed_if_running(work_id, run_token, outcome.output.to_json(), now):
-                return Applied(False)
-            tx.dependency_unblock(work_id, now)
-            return Applied(True, State.SUCCEEDED)
+    if target is State.SUCCEEDED and isinstance(outcome, Succeeded):
+        if not tx.work_succeed_if_running(work_id, run_token, outcome.output.to_json(), now):
+            return Applied(False)
+        tx.dependency_unblock(work_id, now)
+        return Applied(True, State.SUCCEEDED)
+    if target is State.FAILED and isinstance(outcome, Failed):
         if not tx.work_fail_if_running(work_id, run_token, outcome.output.to_json(), now):
             return Applied(False)
         failed = tx.dependency_fail_dependents(work_id, now)

@@ -280,8 +280,15 @@ class SqliteStorage:
 
     def _check_and_migrate(self, conn: sqlite3.Connection, path: str, configuration: Configuration) -> None:
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+            # One statement, so another process's first migration cannot fall between the two reads.
+            app_id, tables = _retry_busy(
+                "open",
+                lambda: conn.execute(
+                    "SELECT (SELECT application_id FROM pragma_application_id),"
+                    " (SELECT count(*) FROM sqlite_master)"
+                ).fetchone(),
+            )
+            has_tables = tables > 0
         except sqlite3.DatabaseError as exc:
             raise errors.NotAWorkManagerDatabaseError(
                 f"{path!r} is not a workmanager database (not SQLite: {exc}); refusing to touch it"
@@ -291,7 +298,7 @@ class SqliteStorage:
                 f"{path!r} is not a workmanager database (it holds other tables); refusing to touch it"
             )
         if not self._memory:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _retry_busy("open", lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise errors.DatabaseOpenError(f"cannot put {path!r} in WAL mode (got {mode!r})")
         sync = {"full": 2, "normal": 1}[configuration.durability]
