@@ -3,8 +3,13 @@
 :class:`ChangeFeed` is a version counter that waiters block on. This process bumps it
 after each of its own commits; a :class:`ChangeWatcher` thread bumps it when another
 process commits. On Linux the watcher sleeps on inotify events for the database's
-folder (a commit writes the ``-wal`` file) and confirms each with SQLite's cheap
-``PRAGMA data_version``; elsewhere it checks ``data_version`` every poll interval.
+folder and confirms each with SQLite's cheap ``PRAGMA data_version``; elsewhere it
+checks ``data_version`` every poll interval.
+
+The file watched is the storage's notify file, which every workmanager process
+writes one byte to *after* each commit. The ``-wal`` file would not do: a commit's
+frames are written (and fsynced) before the commit becomes visible, so its event
+arrives too early to be confirmed.
 """
 
 from __future__ import annotations
@@ -144,12 +149,7 @@ class ChangeWatcher:
     #: At most one check per this interval: this process's own commits raise events too, and
     #: checking after each would contend with the dispatcher for the connection. The first
     #: event after a quiet spell is checked at once, so an idle worker still wakes immediately.
-    MIN_CHECK_INTERVAL_S = 0.005
-    #: After an event whose commit is not visible yet, look again after this, then a little
-    #: later each time, at most MAX_RECHECK_S apart, for at most RECHECK_WINDOW_S.
-    FIRST_RECHECK_S = 0.0005
-    MAX_RECHECK_S = 0.002
-    RECHECK_WINDOW_S = 0.1
+    MIN_CHECK_INTERVAL_S = 0.002
 
     def __init__(
         self,
@@ -180,44 +180,26 @@ class ChangeWatcher:
 
     def _run(self) -> None:
         fds = [self._stop_r] + ([self._inotify.fd] if self._inotify else [])
-        idle_timeout = self.SAFETY_INTERVAL_S if self._inotify else self._poll_interval_s
+        timeout = self.SAFETY_INTERVAL_S if self._inotify else self._poll_interval_s
         last_check = 0.0
-        # A commit's WAL frames are written (and fsynced) before the commit becomes visible, so
-        # the event can beat the commit: when a check after an event finds nothing, look again
-        # a little later, backing off, for up to RECHECK_WINDOW_S.
-        recheck_delay: float | None = None
-        recheck_deadline = 0.0
         while True:
-            timeout = idle_timeout if recheck_delay is None else recheck_delay
             readable, _, _ = select.select(fds, [], [], timeout)
             if self._stop_r in readable:
                 return
-            now = time.monotonic()
             if self._inotify is not None and readable:
                 if not (self._inotify.read_names() & self._names):
                     continue  # some other file in the folder
-                pause = last_check + self.MIN_CHECK_INTERVAL_S - now
+                pause = last_check + self.MIN_CHECK_INTERVAL_S - time.monotonic()
                 if pause > 0:
                     if select.select([self._stop_r], [], [], pause)[0]:
                         return
                     self._inotify.read_names()  # events during the pause are covered by this check
-                recheck_delay = self.FIRST_RECHECK_S
-                recheck_deadline = time.monotonic() + self.RECHECK_WINDOW_S
             last_check = time.monotonic()
             try:
-                changed = self._data_changed()
+                if self._data_changed():
+                    self._feed.bump(external=True)
             except Exception:  # closed storage or a transient error: keep watching
                 log.debug("change check failed", exc_info=True)
-                changed = False
-            if changed:
-                self._feed.bump(external=True)
-                recheck_delay = None
-            elif recheck_delay is not None:
-                recheck_delay = (
-                    min(recheck_delay + self.FIRST_RECHECK_S, self.MAX_RECHECK_S)
-                    if last_check < recheck_deadline
-                    else None
-                )
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")

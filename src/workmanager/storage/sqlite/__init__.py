@@ -252,6 +252,14 @@ class SqliteStorage:
         self._conn = self._connect(path, configuration)
         self._tx = SqliteTransaction(self._conn)
         self._data_version = self._read_data_version()
+        self._notify_fd = -1
+        if not self._memory:
+            # Written after every commit, so other processes' watchers wake when a change is
+            # visible (see engine/changes.py). Never grows: one byte at offset 0.
+            try:
+                self._notify_fd = os.open(self.notify_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                log.info("no notify file (%s); other processes will see changes by polling", exc)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -358,6 +366,18 @@ class SqliteStorage:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._notify()
+
+    def _notify(self) -> None:
+        if self._notify_fd >= 0:
+            try:
+                os.pwrite(self._notify_fd, b"\0", 0)
+            except OSError:  # a full disk must not fail a commit that already happened
+                pass
+
+    @property
+    def notify_path(self) -> str:
+        return os.path.abspath(self.url) + "-wmnotify"
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -432,10 +452,8 @@ class SqliteStorage:
         return changed
 
     def watch_paths(self) -> Iterator[str]:
-        if not self._memory:
-            path = os.path.abspath(self.url)
-            yield path + "-wal"
-            yield path
+        if self._notify_fd >= 0:
+            yield self.notify_path
 
     def pragma(self, name: str) -> Any:
         """Read a PRAGMA (for diagnostics and tests)."""
@@ -447,6 +465,9 @@ class SqliteStorage:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._notify_fd >= 0:
+                os.close(self._notify_fd)
+                self._notify_fd = -1
 
 
 def _split_statements(sql: str) -> list[str]:
