@@ -92,21 +92,35 @@ class Rescuer:
         self._max = max_orphaned_runs
         self._lost_output = lost_output(max_orphaned_runs).to_json()
 
-    def run_once(self, now: int) -> RescueResult:
-        runners = {r.id: r for r in self._storage.runner_list()}
+    def _dead_owners(
+        self, runners: list[RunnerRow], owners: list[str | None], now: int
+    ) -> tuple[set[str | None], set[str]]:
+        """Owners of running work that are dead or unknown, and dead registered runners."""
+        by_id = {r.id: r for r in runners}
         dead = {
             rid
-            for rid, row in runners.items()
+            for rid, row in by_id.items()
             if rid != self._own and runner_is_dead(row, self._me, now=now, lease_ms=self._lease_ms)
         }
+        lost = {
+            rid for rid in owners if rid != self._own and (rid is None or rid not in by_id or rid in dead)
+        }
+        return lost, dead
+
+    def run_once(self, now: int) -> RescueResult:
+        # A cheap look first, without the write lock: most of the time every owner is alive.
+        lost, dead = self._dead_owners(
+            self._storage.runner_list(), self._storage.work_running_runner_ids(), now
+        )
+        if not lost and not dead:
+            return RescueResult()
         with self._storage.transaction() as tx:
-            running_owners = tx.work_running_runner_ids()
-            orphans = {
-                rid for rid in running_owners if rid is None or (rid not in runners and rid != self._own)
-            }
+            # Decide again on one consistent snapshot: a process that registered and claimed
+            # since the first look must not be mistaken for an unknown owner.
+            lost, dead = self._dead_owners(tx.runner_list(), tx.work_running_runner_ids(), now)
             requeued: list[str] = []
             failed: list[str] = []
-            for rid in sorted(dead | orphans, key=str):
+            for rid in sorted(lost, key=str):
                 for work_id, state in tx.work_rescue_runner(
                     rid, now=now, max_orphaned_runs=self._max, lost_output=self._lost_output
                 ):
@@ -115,8 +129,8 @@ class Rescuer:
                         failed.extend(tx.dependency_fail_dependents(work_id, now))
                     else:
                         requeued.append(work_id)
-                if rid is not None and rid in runners:
-                    tx.runner_delete(rid)
+            for rid in dead:
+                tx.runner_delete(rid)
         if requeued or failed:
             log.warning(
                 "rescued work of dead processes: %d back to ENQUEUED, %d FAILED after %d lost runs",

@@ -437,6 +437,9 @@ class SqliteStorage:
     def runner_list(self) -> list[RunnerRow]:
         return [RunnerRow(*r) for r in self._read("runner_list")]
 
+    def work_running_runner_ids(self) -> list[str | None]:
+        return [r[0] for r in self._read("work_running_runner_ids")]
+
     def preference_get(self, key: str) -> int | None:
         rows = self._read("preference_get", {"key": key})
         return int(rows[0][0]) if rows else None
