@@ -167,7 +167,7 @@ def list_work(database: str | None, app: str | None, state: str | None, limit: i
             "attempts": r["run_attempt_count"],
             "next_run": _time(r["next_run_time"]) if r["state"] == State.ENQUEUED.value else "-",
             "created": _time(r["created_at"]),
-            "tags": sorted((r["tags"] or "").split("\x1f")) if r["tags"] else [],
+            "tags": sorted(json.loads(r["tags"] or "[]")),
         }
         for r in rows
     ]

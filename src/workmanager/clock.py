@@ -75,9 +75,16 @@ class TestClock:
             self._now_ms = now_ms
 
 
+_ONE_MS = timedelta(milliseconds=1)
+
+
 def to_ms(delta: timedelta) -> int:
-    """A duration in whole milliseconds."""
-    return (delta.days * 86_400_000) + (delta.seconds * 1000) + (delta.microseconds // 1000)
+    """A duration in whole milliseconds (rounded down).
+
+    >>> to_ms(timedelta(seconds=1, microseconds=1500))
+    1001
+    """
+    return delta // _ONE_MS
 
 
 def ms_to_datetime(ms: int) -> datetime:

@@ -7,6 +7,7 @@ size limit) are applied at enqueue, where the manager knows the configuration.
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,19 +86,34 @@ class Constraints:
     def is_empty(self) -> bool:
         return self == _NO_CONSTRAINTS
 
+    @functools.cached_property
+    def stored(self) -> tuple[int, int, int, int, int]:
+        """The values as stored: (network type, charging, battery not low, idle, storage not low)."""
+        return (
+            self.required_network_type.value,
+            int(self.requires_charging),
+            int(self.requires_battery_not_low),
+            int(self.requires_device_idle),
+            int(self.requires_storage_not_low),
+        )
+
 
 _NO_CONSTRAINTS = Constraints()
+
+
+_ZERO = timedelta(0)
+_HUNDRED_YEARS = timedelta(days=365 * 100)
 
 
 def _duration(name: str, value: timedelta | float | int | None, default: timedelta) -> timedelta:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+    if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
         raise ValueError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
     delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
-    if delta < timedelta(0):
+    if delta < _ZERO:
         raise ValueError(f"{name} must not be negative, got {delta}")
-    if delta > timedelta(days=365 * 100):
+    if delta > _HUNDRED_YEARS:
         raise ValueError(f"{name} of {delta} is beyond the limit of 100 years")
     return delta
 
@@ -164,6 +180,7 @@ def _common(
     for tag in tag_set:
         if not isinstance(tag, str) or not tag:
             raise ValueError(f"tags must be non-empty str, got {tag!r}")
+    tag_set = tag_set | {name} if tag_set else frozenset((name,))
     constraints = constraints if constraints is not None else _NO_CONSTRAINTS
     if not isinstance(constraints, Constraints):
         raise ValueError(f"constraints must be a Constraints, got {constraints!r}")
@@ -173,8 +190,8 @@ def _common(
         raise ValueError(f"out_of_quota_policy must be an OutOfQuotaPolicy, got {out_of_quota_policy!r}")
     if id is not None and not isinstance(id, uuid.UUID):
         raise ValueError(f"id must be a uuid.UUID, got {id!r}")
-    delay = _duration("initial_delay", initial_delay, timedelta(0))
-    backoff = None if backoff_delay is None else _duration("backoff_delay", backoff_delay, timedelta(0))
+    delay = _duration("initial_delay", initial_delay, _ZERO)
+    backoff = None if backoff_delay is None else _duration("backoff_delay", backoff_delay, _ZERO)
     if expedited:
         if (
             constraints.requires_charging
@@ -182,7 +199,7 @@ def _common(
             or (constraints.requires_device_idle)
         ):
             raise ValueError("expedited work only supports network and storage constraints")
-        if delay > timedelta(0):
+        if delay > _ZERO:
             raise ValueError(f"expedited work cannot be delayed (initial_delay={delay})")
     if constraints.requires_device_idle and (
         backoff is not None or backoff_policy is not BackoffPolicy.EXPONENTIAL
@@ -196,10 +213,10 @@ def _common(
         "initial_delay": delay,
         "backoff_policy": backoff_policy,
         "backoff_delay": backoff,
-        "tags": tag_set | {name},  # as Android adds the worker's class name
+        "tags": tag_set,  # with the worker's name, as Android adds the worker's class name
         "expedited": bool(expedited),
         "out_of_quota_policy": out_of_quota_policy,
-        "keep_results_for": _duration("keep_results_for", keep_results_for, timedelta(0)),
+        "keep_results_for": _duration("keep_results_for", keep_results_for, _ZERO),
         "worker_class": worker if isinstance(worker, type) else None,
     }
 
@@ -246,8 +263,7 @@ class OneTimeWorkRequest(WorkRequest):
         if not (isinstance(input_merger, type) and issubclass(input_merger, InputMerger)):
             raise ValueError(f"input_merger must be an InputMerger subclass, got {input_merger!r}")
         values["input_merger"] = input_merger
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
+        self.__dict__.update(values)  # frozen: set once, here, without __setattr__ per field
 
     @classmethod
     def from_worker(cls, worker: type[ListenableWorker] | str) -> OneTimeWorkRequest:
@@ -296,8 +312,7 @@ class PeriodicWorkRequest(WorkRequest):
         interval = _duration("repeat_interval", repeat_interval, timedelta(0))
         values["repeat_interval"] = interval
         values["flex_interval"] = _duration("flex_interval", flex_interval, interval)
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
+        self.__dict__.update(values)  # frozen: set once, here, without __setattr__ per field
 
     @property
     def is_periodic(self) -> bool:

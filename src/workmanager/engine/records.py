@@ -23,13 +23,19 @@ def new_work(
     names: tuple[str, ...] = (),
     prerequisites: tuple[str, ...] = (),
 ) -> NewWork:
-    """The row for a request entering ``state``; Data limits and clamps applied here."""
-    request.input_data.check_size(config.max_data_bytes, "input_data")
-    backoff = schedule.clamp_backoff(
-        request.backoff_delay if request.backoff_delay is not None else config.default_backoff_delay,
-        minimum=config.min_backoff,
-        maximum=config.max_backoff,
-    )
+    """The row for a request entering ``state``; Data limits and clamps applied here.
+
+    On the enqueue path for every request: kept lean on purpose.
+    """
+    input_json = request.input_data.to_json()
+    if len(input_json) > config.max_data_bytes:  # characters <= bytes: only then measure bytes
+        request.input_data.check_size(config.max_data_bytes, "input_data")
+    backoff = request.backoff_delay if request.backoff_delay is not None else config.default_backoff_delay
+    if backoff < config.min_backoff or backoff > config.max_backoff:
+        backoff = schedule.clamp_backoff(backoff, minimum=config.min_backoff, maximum=config.max_backoff)
+    initial_delay_ms = to_ms(request.initial_delay)
+    enqueued = state is State.ENQUEUED
+    last_enqueue = now if enqueued else -1
     interval_ms = flex_ms = 0
     if isinstance(request, PeriodicWorkRequest):
         interval, flex = schedule.clamp_period(
@@ -39,50 +45,56 @@ def new_work(
             min_flex=config.min_periodic_flex,
         )
         interval_ms, flex_ms = to_ms(interval), to_ms(flex)
+        fields = ScheduleFields(
+            interval_ms=interval_ms,
+            flex_ms=flex_ms,
+            initial_delay_ms=initial_delay_ms,
+            backoff_policy=request.backoff_policy,
+            backoff_delay_ms=to_ms(backoff),
+            last_enqueue_time=last_enqueue,
+            period_count=0,
+            run_attempt_count=0,
+            next_schedule_time_override=None,
+        )
+        next_run = (
+            schedule.next_run_time(fields, max_backoff_ms=to_ms(config.max_backoff)) if enqueued else NEVER
+        )
+    else:
+        # Android's formula for one-time work that has never run: enqueue time + initial delay.
+        next_run = now + initial_delay_ms if enqueued else NEVER
     merger = getattr(request, "input_merger", None)
-    c = request.constraints
-    enqueued = state is State.ENQUEUED
-    last_enqueue = now if enqueued else -1
-    fields = ScheduleFields(
-        interval_ms=interval_ms,
-        flex_ms=flex_ms,
-        initial_delay_ms=to_ms(request.initial_delay),
-        backoff_policy=request.backoff_policy,
-        backoff_delay_ms=to_ms(backoff),
-        last_enqueue_time=last_enqueue,
-        period_count=0,
-        run_attempt_count=0,
-        next_schedule_time_override=None,
-    )
-    next_run = schedule.next_run_time(fields, max_backoff_ms=to_ms(config.max_backoff)) if enqueued else NEVER
+    network, charging, battery_not_low, idle, storage_not_low = request.constraints.stored
     return NewWork(
-        id=str(request.id),
-        worker_name=request.worker_name,
-        state=state.value,
-        input=request.input_data.to_json(),
-        input_merger=merger.name if merger is not None else "OverwritingInputMerger",
-        initial_delay_ms=fields.initial_delay_ms,
-        interval_ms=interval_ms,
-        flex_ms=flex_ms,
-        required_network_type=c.required_network_type.value,
-        requires_charging=int(c.requires_charging),
-        requires_battery_not_low=int(c.requires_battery_not_low),
-        requires_device_idle=int(c.requires_device_idle),
-        requires_storage_not_low=int(c.requires_storage_not_low),
-        backoff_policy=request.backoff_policy.value,
-        backoff_delay_ms=fields.backoff_delay_ms,
-        last_enqueue_time=last_enqueue,
-        next_run_time=next_run,
-        minimum_retention_ms=to_ms(request.keep_results_for),
-        expedited=int(request.expedited),
-        out_of_quota_policy=request.out_of_quota_policy.value,
-        stop_reason=StopReason.NOT_STOPPED.value,
-        created_at=now,
-        finished_at=now if state.is_finished else None,
-        tags=tuple(sorted(request.tags)),
-        names=names,
-        prerequisites=prerequisites,
+        str(request.id),
+        request.worker_name,
+        state.value,
+        input_json,
+        merger.name if merger is not None else "OverwritingInputMerger",
+        initial_delay_ms,
+        interval_ms,
+        flex_ms,
+        network,
+        charging,
+        battery_not_low,
+        idle,
+        storage_not_low,
+        request.backoff_policy.value,
+        to_ms(backoff),
+        last_enqueue,
+        next_run,
+        to_ms(request.keep_results_for),
+        int(request.expedited),
+        request.out_of_quota_policy.value,
+        _NOT_STOPPED,
+        now,
+        now if state.is_finished else None,
+        tuple(sorted(request.tags)),
+        names,
+        prerequisites,
     )
+
+
+_NOT_STOPPED = StopReason.NOT_STOPPED.value
 
 
 def work_info(row: InfoRow) -> WorkInfo:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from workmanager.requests import BackoffPolicy
 
@@ -49,9 +49,12 @@ class ScheduleFields:
         return self.interval_ms > 0
 
 
-@dataclass(frozen=True)
-class NewWork:
-    """One row to insert, with its tags, unique names and prerequisites."""
+class NewWork(NamedTuple):
+    """One row to insert, with its tags, unique names and prerequisites.
+
+    A named tuple, not a dataclass: one is built per enqueued request, and its first
+    fields are the INSERT's parameters in order.
+    """
 
     id: str
     worker_name: str

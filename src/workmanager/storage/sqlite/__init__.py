@@ -8,6 +8,7 @@ reaches a user. Durability is set and verified at open: WAL + synchronous=FULL.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,6 @@ APPLICATION_ID = 0x574D6772
 _Q = load_queries(__name__)
 _MIGRATIONS = load_migrations(__name__)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
-_SEP = "\x1f"
 #: How long a write keeps retrying a locked database before giving up.
 _BUSY_GIVE_UP_S = 120.0
 
@@ -42,7 +42,19 @@ T = TypeVar("T")
 
 
 def _tags(text: str | None) -> tuple[str, ...]:
-    return tuple(text.split(_SEP)) if text else ()
+    return tuple(json.loads(text)) if text else ()
+
+
+_INSERT_FIELDS = len(NewWork._fields) - 3  # all but tags, names and prerequisites
+
+
+@functools.lru_cache(maxsize=1024)
+def _tags_json(tags: tuple[str, ...]) -> str:
+    return json.dumps(tags)  # the same few tag sets recur: encode each once
+
+
+def _insert_params(row: NewWork) -> tuple[Any, ...]:
+    return (*row[:_INSERT_FIELDS], _tags_json(row.tags))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -81,9 +93,9 @@ class SqliteTransaction:
         conn = self._conn
         try:
             if len(rows) == 1:
-                conn.execute(_Q["work_insert"], rows[0].__dict__)
+                conn.execute(_Q["work_insert"], _insert_params(rows[0]))
             else:
-                conn.executemany(_Q["work_insert"], (r.__dict__ for r in rows))
+                conn.executemany(_Q["work_insert"], map(_insert_params, rows))
         except sqlite3.IntegrityError as exc:
             existing = sorted(self.work_states_by_ids([r.id for r in rows]))
             raise errors.WorkAlreadyExistsError(
@@ -354,14 +366,24 @@ class SqliteStorage:
     def transaction(self) -> Iterator[SqliteTransaction]:
         with self._lock:
             conn = self._conn
-            _retry_busy("begin", lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                _retry_busy("begin", lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._tx
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             try:
-                _retry_busy("commit", lambda: conn.execute("COMMIT"))
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    _retry_busy("commit", lambda: conn.execute("COMMIT"))
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

@@ -2,16 +2,13 @@
 -- A state change is one statement guarded by the state it expects, so a lost race is a no-op.
 
 -- name: work_insert
+-- Positional, in NewWork's field order (tags as JSON): the hottest statement there is.
 INSERT INTO workspec (
     id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
     requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
-    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at)
-VALUES (
-    :id, :worker_name, :state, :input, :input_merger, :initial_delay_ms, :interval_ms, :flex_ms,
-    :required_network_type, :requires_charging, :requires_battery_not_low, :requires_device_idle,
-    :requires_storage_not_low, :backoff_policy, :backoff_delay_ms, :last_enqueue_time, :next_run_time,
-    :minimum_retention_ms, :expedited, :out_of_quota_policy, :stop_reason, :created_at, :finished_at);
+    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, tags)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: worktag_insert
 INSERT OR IGNORE INTO worktag (tag, work_id) VALUES (?, ?);
@@ -38,7 +35,7 @@ WHERE id IN (
     ORDER BY state, next_run_time
     LIMIT :limit)
 RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
-    (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = workspec.id) AS tags,
+    tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites;
 
 -- name: work_next_due
@@ -133,14 +130,14 @@ SELECT id, state, run_token, stop_reason FROM workspec WHERE id IN (SELECT value
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+    w.stop_reason, w.tags
 FROM workspec w WHERE w.id = :id;
 
 -- name: work_info_by_tag
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+    w.stop_reason, w.tags
 FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = :tag
 ORDER BY w.created_at, w.id;
 
@@ -148,7 +145,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+    w.stop_reason, w.tags
 FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = :name
 ORDER BY w.created_at, w.id;
 
@@ -157,7 +154,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+    w.stop_reason, w.tags
 FROM workspec w
 WHERE (:ids IS NULL OR w.id IN (SELECT value FROM json_each(:ids)))
   AND (:states IS NULL OR w.state IN (SELECT value FROM json_each(:states)))
@@ -172,7 +169,7 @@ SELECT state, count(*) FROM workspec GROUP BY state;
 -- name: work_list
 -- For the command line: newest first, optionally one state.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
-    (SELECT group_concat(tag, char(31)) FROM worktag WHERE work_id = w.id) AS tags
+    w.tags
 FROM workspec w
 WHERE (:state IS NULL OR w.state = :state)
 ORDER BY w.created_at DESC, w.id
