@@ -356,6 +356,12 @@ class SqliteStorage:
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version={number}")
                 conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise errors.StorageError(
+                    f"migration {name} failed on {path!r}: {exc}; the file is left at schema version "
+                    f"{number - 1}"
+                ) from exc
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
