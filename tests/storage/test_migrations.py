@@ -60,7 +60,7 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(tmp_path, monkey
     monkeypatch.setattr(sqlite_backend, "_MIGRATIONS", broken)
     monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", current + 1)
 
-    with pytest.raises(StorageError, match="_broken.sql failed"):
+    with pytest.raises(StorageError, match=r"_broken\.sql failed"):
         WorkManager(path)
 
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current
