@@ -6,6 +6,7 @@ restarts, stored in SQLite (one file, zero setup).
 
 from workmanager.clock import Clock, SystemClock
 from workmanager.config import Configuration
+from workmanager.continuation import WorkContinuation
 from workmanager.data import (
     ArrayCreatingInputMerger,
     Data,
@@ -81,6 +82,7 @@ __all__ = [
     "SystemClock",
     "UpdateResult",
     "WorkAlreadyExistsError",
+    "WorkContinuation",
     "WorkInfo",
     "WorkManager",
     "WorkManagerError",

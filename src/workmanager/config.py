@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from workmanager.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from workmanager.worker import WorkerFactory
+
+
+class ConstraintReader(Protocol):
+    """Anything that reads constraint answers (see workmanager.engine.constraints)."""
+
+    def read(self) -> dict[str, bool]:
+        """ConstraintState field names (connected, metered, charging, ...) to their values."""
+        ...
+
 
 __all__ = ["Configuration"]
 
@@ -58,6 +67,13 @@ class Configuration:
     poll_interval: timedelta = timedelta(milliseconds=50)
     #: On stop(), running work gets this long to finish before it is released.
     shutdown_grace: timedelta = timedelta(seconds=10)
+    #: Ordinary work running longer than this is stopped with StopReason.TIMEOUT (Android's
+    #: 10 minutes); work that called set_foreground() is exempt. None: no limit.
+    max_execution_time: timedelta | None = timedelta(minutes=10)
+    #: Where constraint answers come from; None: the OS (network, battery, storage, load).
+    constraint_trackers: tuple[ConstraintReader, ...] | None = None
+    #: How often the trackers ask the OS again.
+    constraint_poll_interval: timedelta = timedelta(seconds=5)
     clock: Clock = field(default_factory=SystemClock)
     worker_factory: WorkerFactory | None = None
 

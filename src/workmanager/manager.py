@@ -15,13 +15,22 @@ from typing import Any, ClassVar, TypeVar
 
 from workmanager import errors
 from workmanager.config import Configuration
+from workmanager.continuation import CombineContinuationsWorker, WorkContinuation, one_time_requests
+from workmanager.engine import enqueue as graph
 from workmanager.engine import records
 from workmanager.engine.changes import ChangeFeed, ChangeWatcher
+from workmanager.engine.constraints import NONE_MET, ConstraintTrackers, FixedTracker, default_trackers
 from workmanager.engine.dispatcher import Engine
-from workmanager.info import StopReason, WorkInfo, WorkQuery
-from workmanager.requests import WorkRequest
+from workmanager.info import State, StopReason, UpdateResult, WorkInfo, WorkQuery
+from workmanager.requests import (
+    ExistingPeriodicWorkPolicy,
+    ExistingWorkPolicy,
+    OneTimeWorkRequest,
+    PeriodicWorkRequest,
+    WorkRequest,
+)
 from workmanager.storage import open_storage
-from workmanager.storage.base import NewWork, Storage
+from workmanager.storage.base import NewWork, Storage, Transaction
 from workmanager.worker import DelegatingWorkerFactory, ListenableWorker, WorkerFactory, WorkerRegistry
 
 __all__ = ["WorkManager"]
@@ -70,6 +79,7 @@ class WorkManager:
         self._registry = WorkerRegistry()
         for worker in workers:
             self._registry.register(worker)
+        self._registry.register(CombineContinuationsWorker)  # the hidden join of combine()
         custom = self.configuration.worker_factory
         self._factory: WorkerFactory = (
             self._registry if custom is None else DelegatingWorkerFactory([custom, self._registry])
@@ -80,11 +90,31 @@ class WorkManager:
         self._watcher: ChangeWatcher | None = None
         self._inline = _inline
         self._engine = Engine(
-            self._storage, self.configuration, self._factory, self._runnable_names, self._feed
+            self._storage,
+            self.configuration,
+            self._factory,
+            self._runnable_names,
+            self._feed,
+            self._constraint_trackers(_inline),
         )
         self._state_lock = threading.Lock()
         self._started = False
         self._closed = False
+
+    def _constraint_trackers(self, inline: bool) -> ConstraintTrackers:
+        trackers = self.configuration.constraint_trackers
+        if trackers is None:
+            if inline:
+                # As Android's test driver: constraints are unmet until set_all_constraints_met().
+                trackers = (FixedTracker(**{f: False for f in NONE_MET.sql_fields()}),)
+            else:
+                folder = (
+                    os.path.dirname(os.path.abspath(self.database)) if self.database != ":memory:" else "."
+                )
+                trackers = tuple(default_trackers(folder))
+        return ConstraintTrackers(
+            trackers, poll_interval_s=self.configuration.constraint_poll_interval.total_seconds()
+        )
 
     # -- the process-wide default ---------------------------------------------------------------
 
@@ -124,7 +154,7 @@ class WorkManager:
             raise errors.WorkerNotRegisteredError(
                 f"worker {request.worker_name!r} is not registered with this WorkManager; "
                 f"pass it in workers=[...] or call wm.register(...) (registered: "
-                f"{sorted(self._registry.known_names()) or 'none'})"
+                f"{sorted(self._registry.known_names() - {CombineContinuationsWorker.name}) or 'none'})"
             )
         if request.worker_class is not None and registered is not request.worker_class:
             raise errors.WorkerNotRegisteredError(
@@ -154,12 +184,143 @@ class WorkManager:
     def _insert(self, rows: list[NewWork]) -> None:
         with self._storage.transaction() as tx:
             tx.work_insert(rows)
+            if self._inline:
+                # Android's test driver runs a periodic request's first period at enqueue
+                # unless it has an initial delay: its flex offset is not waited for.
+                for row in rows:
+                    if row.interval_ms and not row.initial_delay_ms and row.state == State.ENQUEUED.value:
+                        tx.work_set_next_run_time_if_enqueued(row.id, row.created_at)
         self._changed()
 
     def _changed(self) -> None:
         self._feed.bump()
         if self._inline:
             self._engine.run_until_idle()
+
+    # -- chains, unique work and updates ---------------------------------------------------------
+
+    def begin_with(self, requests: OneTimeWorkRequest | Sequence[OneTimeWorkRequest]) -> WorkContinuation:
+        """Start a chain; nothing is written until its ``enqueue()``."""
+        batch = one_time_requests(requests, "begin_with")
+        if not batch:
+            raise ValueError("begin_with needs at least one OneTimeWorkRequest, got an empty list")
+        return WorkContinuation(self, batch)
+
+    def begin_unique_work(
+        self,
+        name: str,
+        policy: ExistingWorkPolicy,
+        requests: OneTimeWorkRequest | Sequence[OneTimeWorkRequest],
+    ) -> WorkContinuation:
+        """Start a chain under a unique name; ``policy`` says what happens to the work that already
+        carries the name (applied at ``enqueue()``)."""
+        _check_name(name)
+        if not isinstance(policy, ExistingWorkPolicy):
+            raise ValueError(f"policy must be an ExistingWorkPolicy, got {policy!r}")
+        batch = one_time_requests(requests, "begin_unique_work")
+        if not batch:
+            raise ValueError("begin_unique_work needs at least one OneTimeWorkRequest, got an empty list")
+        return WorkContinuation(self, batch, name=name, policy=policy)
+
+    def enqueue_unique_work(
+        self,
+        name: str,
+        policy: ExistingWorkPolicy,
+        requests: OneTimeWorkRequest | Sequence[OneTimeWorkRequest],
+    ) -> None:
+        """Enqueue one-time work under a unique name (REPLACE, KEEP, APPEND, APPEND_OR_REPLACE)."""
+        self.begin_unique_work(name, policy, requests).enqueue()
+
+    def enqueue_unique_periodic_work(
+        self, name: str, policy: ExistingPeriodicWorkPolicy, request: PeriodicWorkRequest
+    ) -> None:
+        """Enqueue periodic work under a unique name: KEEP, UPDATE, CANCEL_AND_REENQUEUE (and its
+        deprecated alias REPLACE), as Android's ExistingPeriodicWorkPolicy."""
+        _check_name(name)
+        if not isinstance(policy, ExistingPeriodicWorkPolicy):
+            raise ValueError(f"policy must be an ExistingPeriodicWorkPolicy, got {policy!r}")
+        if not isinstance(request, PeriodicWorkRequest):
+            raise ValueError(
+                f"enqueue_unique_periodic_work takes a PeriodicWorkRequest, got {type(request).__name__}"
+            )
+        self._check_worker(request)
+        if policy is ExistingPeriodicWorkPolicy.UPDATE:
+            self._write(lambda tx, now: self._update_unique_periodic(tx, name, request, now))
+            return
+        keep = policy is ExistingPeriodicWorkPolicy.KEEP
+        node = graph.Node(
+            (request,), name=name, policy=ExistingWorkPolicy.KEEP if keep else ExistingWorkPolicy.REPLACE
+        )
+        self._write(lambda tx, now: graph.apply_graph(tx, [node], now=now, config=self.configuration))
+
+    def _update_unique_periodic(
+        self, tx: Transaction, name: str, request: PeriodicWorkRequest, now: int
+    ) -> graph.Enqueued:
+        """Android's WorkerUpdater.enqueueUniquelyNamedPeriodic."""
+        tx.uniquename_lock(name, str(request.id))
+        rows = tx.workname_states(name)
+        if len(rows) > 1:
+            raise ValueError(f"cannot apply the UPDATE policy to a chain of work: {name!r} names {len(rows)}")
+        if not rows:
+            node = graph.Node((request,), name=name, policy=ExistingWorkPolicy.KEEP)
+            return graph.apply_graph(tx, [node], now=now, config=self.configuration)
+        work_id, state, _ = rows[0]
+        target = tx.work_update_target(work_id)
+        if target is not None and not target.schedule.is_periodic:
+            raise ValueError(
+                f"cannot update one-time work to periodic work: {name!r} names one-time work {work_id}"
+            )
+        if state == WorkInfo.State.CANCELLED.value:
+            node = graph.Node((request,), name=name, policy=ExistingWorkPolicy.REPLACE)
+            return graph.apply_graph(tx, [node], now=now, config=self.configuration)
+        # The existing work keeps its id and its period; finished work: NOT_APPLIED, silently.
+        graph.update(tx, work_id, request, now=now, config=self.configuration)
+        return graph.Enqueued()
+
+    def update_work(self, request: WorkRequest) -> UpdateResult:
+        """Put ``request``'s spec over the enqueued work with its id (Android's updateWork).
+
+        Keeps the work's state, run attempts, enqueue time and period count; ``generation``
+        goes up by one. NOT_APPLIED for finished work; APPLIED_FOR_NEXT_RUN while it runs
+        (the run goes on with the old spec, the next one uses the new); APPLIED_IMMEDIATELY
+        otherwise. Raises WorkNotFoundError for unknown work, ValueError for a change of type.
+        """
+        if not isinstance(request, WorkRequest):
+            raise ValueError(f"update_work takes a WorkRequest, got {type(request).__name__}")
+        self._check_worker(request)
+        outcome: list[UpdateResult | None] = []
+
+        def apply(tx: Transaction, now: int) -> graph.Enqueued:
+            outcome.append(graph.update(tx, str(request.id), request, now=now, config=self.configuration))
+            return graph.Enqueued()
+
+        self._write(apply)
+        if outcome[0] is None:
+            raise errors.WorkNotFoundError(f"cannot update work {request.id}: it does not exist")
+        return outcome[0]
+
+    def _enqueue_continuation(self, continuation: WorkContinuation) -> None:
+        """Write a continuation and its parents not enqueued yet, in one transaction."""
+        steps = continuation.graph()
+        nodes = []
+        for step, prerequisites in steps:
+            for request in step.requests:
+                self._check_worker(request)
+            nodes.append(graph.Node(step.requests, prerequisites, step.name, step.policy))
+        self._write(lambda tx, now: graph.apply_graph(tx, nodes, now=now, config=self.configuration))
+        for step, _ in steps:
+            step._mark_enqueued()
+
+    def _write(self, apply: Callable[[Transaction, int], graph.Enqueued]) -> graph.Enqueued:
+        """Run ``apply`` in one transaction; then stop what it cancelled here and wake the engine."""
+        now = self._clock.now_ms()
+        with self._storage.transaction() as tx:
+            done = apply(tx, now)
+        running_here = [work_id for work_id, runner in done.cancelled if runner == self._engine.runner_id]
+        if running_here:
+            self._engine.stop_work(running_here, StopReason.CANCELLED_BY_APP)
+        self._changed()
+        return done
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -337,6 +498,22 @@ class WorkManager:
     async def enqueue_async(self, requests: WorkRequest | Sequence[WorkRequest]) -> None:
         await asyncio.to_thread(self.enqueue, requests)
 
+    async def enqueue_unique_work_async(
+        self,
+        name: str,
+        policy: ExistingWorkPolicy,
+        requests: OneTimeWorkRequest | Sequence[OneTimeWorkRequest],
+    ) -> None:
+        await asyncio.to_thread(self.enqueue_unique_work, name, policy, requests)
+
+    async def enqueue_unique_periodic_work_async(
+        self, name: str, policy: ExistingPeriodicWorkPolicy, request: PeriodicWorkRequest
+    ) -> None:
+        await asyncio.to_thread(self.enqueue_unique_periodic_work, name, policy, request)
+
+    async def update_work_async(self, request: WorkRequest) -> UpdateResult:
+        return await asyncio.to_thread(self.update_work, request)
+
     async def get_work_info_by_id_async(self, id: uuid.UUID) -> WorkInfo | None:
         return await asyncio.to_thread(self.get_work_info_by_id, id)
 
@@ -391,6 +568,11 @@ class WorkManager:
 
 
 _MISSING = object()
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a unique work name must be a non-empty str, got {name!r}")
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

@@ -62,6 +62,28 @@ class TestDriver:
             tx.work_set_next_run_time_if_enqueued(str(id), now)
         self._wm._changed()
 
+    def set_all_constraints_met(self, id: uuid.UUID) -> None:
+        """The work's constraints count as met from now on: it runs when its delays allow."""
+        state = self._require(id)
+        if state is None or state.is_finished:
+            return
+        self._wm._engine.constraints_met_ids.add(str(id))
+        self._wm._changed()
+
+    def set_period_delay_met(self, id: uuid.UUID) -> None:
+        """The current period (or the backoff of a retried periodic run) is over: one more run now."""
+        info = self._wm.get_work_info_by_id(id)
+        if info is None:
+            raise ValueError(f"TestDriver: no work with id {id}")
+        if info.periodicity_info is None:
+            raise ValueError(f"TestDriver.set_period_delay_met: work {id} is not periodic")
+        if info.state.is_finished:
+            return
+        now = self._wm._clock.now_ms()
+        with self._wm._storage.transaction() as tx:
+            tx.work_set_next_run_time_if_enqueued(str(id), now)
+        self._wm._changed()
+
 
 def get_test_driver(wm: WorkManager) -> TestDriver:
     """The driver of a test WorkManager."""

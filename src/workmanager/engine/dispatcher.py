@@ -19,16 +19,18 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from workmanager.clock import to_ms
 from workmanager.config import Configuration
 from workmanager.data import Data
 from workmanager.engine import recovery, runner
 from workmanager.engine.changes import ChangeFeed
+from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
 from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcome
 from workmanager.info import StopReason
 from workmanager.storage.base import ClaimedWork, Storage
-from workmanager.worker import ListenableWorker, Result, WorkerFactory
+from workmanager.worker import ForegroundInfo, ListenableWorker, Result, WorkerFactory
 
 log = logging.getLogger("workmanager.dispatcher")
 
@@ -41,6 +43,10 @@ class _Run:
     claimed: ClaimedWork
     worker: ListenableWorker | None
     future: Future[Result] | None = None
+    #: time.monotonic() when the run started; the execution timeout counts from here
+    started: float = 0.0
+    #: long-running work (set_foreground) is exempt from the execution timeout
+    foreground: bool = False
 
 
 class _EventLoopThread:
@@ -70,6 +76,7 @@ class Engine:
         factory: WorkerFactory,
         runnable_names: Callable[[], list[str] | None],
         feed: ChangeFeed,
+        trackers: ConstraintTrackers | None = None,
     ) -> None:
         self._storage = storage
         self._config = config
@@ -100,6 +107,12 @@ class Engine:
         )
         self._pruner = recovery.Pruner(storage, threshold_ms=to_ms(config.prune_threshold))
         self._inline_depth = threading.local()
+        self.trackers = trackers or ConstraintTrackers([])
+        #: Work whose constraints count as met whatever the trackers say (the test driver).
+        self.constraints_met_ids: set[str] = set()
+        self._timeout_s = (
+            None if config.max_execution_time is None else config.max_execution_time.total_seconds()
+        )
 
     # -- shared pieces -------------------------------------------------------------------------
 
@@ -126,6 +139,21 @@ class Engine:
 
         return update
 
+    def _constraint_args(self) -> dict[str, Any]:
+        return {
+            "constraints": self.trackers.state.sql_params(),
+            "constraints_met_ids": sorted(self.constraints_met_ids),
+        }
+
+    def _foreground_updater(self, claimed: ClaimedWork) -> Callable[[uuid.UUID, ForegroundInfo], None]:
+        def update(work_id: uuid.UUID, info: ForegroundInfo) -> None:
+            with self._lock:
+                run = self._running.get(claimed.id)
+                if run is not None:
+                    run.foreground = True
+
+        return update
+
     def _prepare(
         self, claimed: ClaimedWork, prerequisite_outputs: list[str], *, inline: bool
     ) -> _Run | Outcome:
@@ -137,6 +165,7 @@ class Engine:
         params = runner.params_for(claimed, input_data)
         params.background_executor = None if inline else self._executor
         params.progress_updater = self._progress_updater(claimed)
+        params.foreground_updater = self._foreground_updater(claimed)
         built = runner.build_worker(claimed, params, self._factory)
         if not isinstance(built, ListenableWorker):
             return built
@@ -183,7 +212,12 @@ class Engine:
         token = random.getrandbits(62)
         with self._storage.transaction() as tx:
             claimed_list = tx.work_claim_available(
-                now=now, limit=1, runner_id=self.runner_id, run_token=token, names=self._names()
+                now=now,
+                limit=1,
+                runner_id=self.runner_id,
+                run_token=token,
+                names=self._names(),
+                **self._constraint_args(),
             )
             if not claimed_list:
                 return False
@@ -235,6 +269,8 @@ class Engine:
         self._rescuer.run_once(now)
         self._pruner.run_once(now)
         self._feed.add_listener(self._wakeup.set)
+        self.trackers.add_listener(self._on_constraints_changed)
+        self.trackers.start()
         self._thread = threading.Thread(target=self._loop, name="workmanager-dispatcher", daemon=True)
         self._thread.start()
 
@@ -255,6 +291,7 @@ class Engine:
         self._stopping = True
         self._wakeup.set()
         self._thread.join()
+        self.trackers.stop()
         self._thread = None
         self._feed.remove_listener(self._wakeup.set)
         # What did not finish in time goes back to ENQUEUED now, not to the rescuer later.
@@ -332,6 +369,7 @@ class Engine:
         next_rescue = now + rescue_ms
         next_prune = now + PRUNE_INTERVAL_MS
         external_seen = self._feed.external_version
+        next_timeout_s: float | None = None
         while not self._stopping:
             self._wakeup.clear()
             now = self._clock.now_ms()
@@ -350,6 +388,7 @@ class Engine:
                 if now >= next_prune:
                     next_prune = now + PRUNE_INTERVAL_MS
                     self._pruner.run_once(now)
+                next_timeout_s = self._stop_timed_out()
             except Exception:
                 log.exception("dispatcher turn failed; retrying shortly")
                 busy = False
@@ -360,6 +399,8 @@ class Engine:
             if self._next_due is not None and not self._draining:
                 wake_at = min(wake_at, self._next_due)
             timeout = max(0.0, (wake_at - self._clock.now_ms()) / 1000)
+            if next_timeout_s is not None:
+                timeout = min(timeout, next_timeout_s)
             self._wakeup.wait(timeout)
 
     def _turn(self, now: int) -> bool:
@@ -372,7 +413,7 @@ class Engine:
             version = self._feed.version
             if version != self._checked_version:
                 self._checked_version = version
-                self._next_due = self._storage.work_next_due(self._names())
+                self._next_due = self._storage.work_next_due(self._names(), **self._constraint_args())
             want_claim = self._next_due is not None and self._next_due <= now
         if not completions and not want_claim:
             return False
@@ -397,6 +438,7 @@ class Engine:
                     runner_id=self.runner_id,
                     run_token=random.getrandbits(62),
                     names=names,
+                    **self._constraint_args(),
                 )
                 for c in claimed:
                     if c.has_prerequisites:
@@ -418,6 +460,7 @@ class Engine:
     def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
         prepared = self._prepare(claimed, prerequisite_outputs, inline=False)
         run = prepared if isinstance(prepared, _Run) else _Run(claimed, None)
+        run.started = time.monotonic()
         with self._lock:
             self._running[claimed.id] = run
         if not isinstance(prepared, _Run):
@@ -429,6 +472,40 @@ class Engine:
             return
         run.future = started
         started.add_done_callback(lambda f: self._on_done(run, f))
+
+    def _stop_timed_out(self) -> float | None:
+        """Stop ordinary work past the execution timeout; seconds until the next one is due."""
+        if self._timeout_s is None:
+            return None
+        now = time.monotonic()
+        expired: list[str] = []
+        soonest: float | None = None
+        with self._lock:
+            for work_id, run in self._running.items():
+                if run.foreground or run.worker is None or run.worker.is_stopped:
+                    continue
+                left = run.started + self._timeout_s - now
+                if left <= 0:
+                    expired.append(work_id)
+                elif soonest is None or left < soonest:
+                    soonest = left
+        if expired:
+            log.warning("stopping %d work item(s) that ran past %.0f s", len(expired), self._timeout_s)
+            self.stop_work(expired, StopReason.TIMEOUT)
+        return soonest
+
+    def _on_constraints_changed(self, state: ConstraintState) -> None:
+        """New answers: look for claimable work again; stop running work that lost a constraint."""
+        self._checked_version = -1
+        self._wakeup.set()
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            if run.claimed.id in self.constraints_met_ids:
+                continue
+            reason = state.unmet_reason(run.claimed.constraints)
+            if reason is not None:
+                self.stop_work([run.claimed.id], reason)
 
     def _heartbeat(self, now: int) -> None:
         with self._storage.transaction() as tx:

@@ -85,7 +85,7 @@ def new_work(
         to_ms(request.keep_results_for),
         int(request.expedited),
         request.out_of_quota_policy.value,
-        _NOT_STOPPED,
+        _CANCELLED if state is State.CANCELLED else _NOT_STOPPED,  # born cancelled: its chain was
         now,
         now if state.is_finished else None,
         tuple(sorted(request.tags)),
@@ -95,6 +95,7 @@ def new_work(
 
 
 _NOT_STOPPED = StopReason.NOT_STOPPED.value
+_CANCELLED = StopReason.CANCELLED_BY_APP.value
 
 
 def work_info(row: InfoRow) -> WorkInfo:

@@ -130,10 +130,14 @@ def apply_outcome(
         )  # fmt: skip
         stop_reason = StopReason.NOT_STOPPED
     else:
-        # A stop keeps last_enqueue_time, so the work is usually eligible again at once.
+        # A stop (constraint lost, timeout, shutdown) keeps the attempt count and last enqueue
+        # time, as on Android, but does not count against the work: no backoff, it may start
+        # again as soon as its constraints hold.
         fields = f
         stop_reason = outcome.reason
-    next_run = schedule.next_run_time(fields, max_backoff_ms=max_backoff_ms)
+    next_run = (
+        now if isinstance(outcome, Stopped) else schedule.next_run_time(fields, max_backoff_ms=max_backoff_ms)
+    )
     ok = tx.work_enqueue_if_running(
         work_id,
         run_token,

@@ -27,6 +27,7 @@ __all__ = [
     "ScheduleFields",
     "Storage",
     "Transaction",
+    "UpdateTarget",
 ]
 
 
@@ -98,6 +99,8 @@ class ClaimedWork:
     run_token: int
     tags: tuple[str, ...]
     has_prerequisites: bool
+    #: (network type, charging, battery not low, idle, storage not low), as stored
+    constraints: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
 
     @property
     def is_periodic(self) -> bool:
@@ -128,6 +131,17 @@ class InfoRow:
 
 
 @dataclass(frozen=True)
+class UpdateTarget:
+    """The row update_work replaces: what it keeps and what guards the update."""
+
+    state: int
+    generation: int
+    tags: tuple[str, ...]
+    schedule: ScheduleFields
+    next_run_time: int
+
+
+@dataclass(frozen=True)
 class RunnerRow:
     id: str
     host: str
@@ -145,8 +159,19 @@ class Transaction(Protocol):
     def work_insert(self, rows: list[NewWork]) -> None: ...
     def work_states_by_ids(self, ids: list[str]) -> dict[str, int]: ...
     def work_claim_available(
-        self, *, now: int, limit: int, runner_id: str, run_token: int, names: list[str] | None
-    ) -> list[ClaimedWork]: ...
+        self,
+        *,
+        now: int,
+        limit: int,
+        runner_id: str,
+        run_token: int,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+    ) -> list[ClaimedWork]:
+        """``constraints``: the trackers' answers (ConstraintState.sql_params); None: all met."""
+        ...
+
     def work_prerequisite_outputs(self, work_id: str) -> list[str]: ...
     def work_schedule_fields(self, work_id: str) -> ScheduleFields | None: ...
     def work_succeed_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool: ...
@@ -182,6 +207,33 @@ class Transaction(Protocol):
     def work_prune_finished(self, *, older_than: int | None) -> int: ...
     def preference_get(self, key: str) -> int | None: ...
     def preference_set(self, key: str, value: int) -> None: ...
+    # -- unique work and continuations
+    def uniquename_lock(self, name: str, chain: str) -> str:
+        """Create or lock the name's guard row; return its live chain (``chain`` if new)."""
+        ...
+
+    def uniquename_set_chain(self, name: str, chain: str) -> None:
+        """Start a new chain; the database refuses while rows of the old chain remain."""
+        ...
+
+    def workname_states(self, name: str) -> list[tuple[str, int, bool]]:
+        """(id, state, has dependents) of every row with the name."""
+        ...
+
+    def work_delete(self, ids: list[str]) -> int: ...
+    def work_update_target(self, work_id: str) -> UpdateTarget | None: ...
+    def work_update_if_unchanged(
+        self,
+        work_id: str,
+        row: NewWork,
+        *,
+        state: int,
+        generation: int,
+        next_run_time: int,
+        old_tags: tuple[str, ...],
+    ) -> bool:
+        """Put ``row``'s spec over the work if it is still in ``state`` at ``generation``."""
+        ...
 
 
 class Storage(Protocol):
@@ -201,7 +253,12 @@ class Storage(Protocol):
         names: list[str] | None,
         states: list[int] | None,
     ) -> list[InfoRow]: ...
-    def work_next_due(self, names: list[str] | None) -> int | None: ...
+    def work_next_due(
+        self,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+    ) -> int | None: ...
     def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]: ...
     def work_count_by_state(self) -> dict[int, int]: ...
     def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]: ...

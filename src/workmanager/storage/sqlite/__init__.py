@@ -24,7 +24,15 @@ from workmanager.config import Configuration
 from workmanager.requests import BackoffPolicy
 from workmanager.storage._migrations import load_migrations
 from workmanager.storage._queries import load_queries
-from workmanager.storage.base import NEVER, ClaimedWork, InfoRow, NewWork, RunnerRow, ScheduleFields
+from workmanager.storage.base import (
+    NEVER,
+    ClaimedWork,
+    InfoRow,
+    NewWork,
+    RunnerRow,
+    ScheduleFields,
+    UpdateTarget,
+)
 
 __all__ = ["APPLICATION_ID", "SqliteStorage"]
 
@@ -51,6 +59,22 @@ _INSERT_FIELDS = len(NewWork._fields) - 3  # all but tags, names and prerequisit
 @functools.lru_cache(maxsize=1024)
 def _tags_json(tags: tuple[str, ...]) -> str:
     return json.dumps(tags)  # the same few tag sets recur: encode each once
+
+
+_ALL_MET = {
+    "net_connected": 1,
+    "net_unmetered": 1,
+    "net_not_roaming": 1,
+    "net_metered": 1,
+    "charging": 1,
+    "battery_not_low": 1,
+    "device_idle": 1,
+    "storage_not_low": 1,
+}
+
+
+def _constraint_params(constraints: dict[str, int] | None, met_ids: list[str] | None) -> dict[str, Any]:
+    return {**(constraints or _ALL_MET), "constraints_met_ids": json.dumps(met_ids or [])}
 
 
 def _insert_params(row: NewWork) -> tuple[Any, ...]:
@@ -113,20 +137,30 @@ class SqliteTransaction:
         return dict(self._conn.execute(_Q["work_states_by_ids"], {"ids": json.dumps(ids)}).fetchall())
 
     def work_claim_available(
-        self, *, now: int, limit: int, runner_id: str, run_token: int, names: list[str] | None
+        self,
+        *,
+        now: int,
+        limit: int,
+        runner_id: str,
+        run_token: int,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
     ) -> list[ClaimedWork]:
-        rows = self._conn.execute(
-            _Q["work_claim_available"],
-            {
-                "now": now,
-                "limit": limit,
-                "runner_id": runner_id,
-                "run_token": run_token,
-                "names": None if names is None else json.dumps(names),
-            },
-        ).fetchall()
+        params = {
+            "now": now,
+            "limit": limit,
+            "runner_id": runner_id,
+            "run_token": run_token,
+            "names": None if names is None else json.dumps(names),
+            **_constraint_params(constraints, constraints_met_ids),
+        }
+        rows = self._conn.execute(_Q["work_claim_available"], params).fetchall()
         return [
-            ClaimedWork(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _tags(r[8]), bool(r[9])) for r in rows
+            ClaimedWork(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _tags(r[8]), bool(r[9]), tuple(r[10:15])
+            )
+            for r in rows
         ]
 
     def work_prerequisite_outputs(self, work_id: str) -> list[str]:
@@ -245,6 +279,61 @@ class SqliteTransaction:
 
     def preference_set(self, key: str, value: int) -> None:
         self._conn.execute(_Q["preference_set"], {"key": key, "value": value})
+
+    # -- unique work and continuations ---------------------------------------------------------
+
+    def uniquename_lock(self, name: str, chain: str) -> str:
+        return str(self._one("uniquename_lock", {"name": name, "chain": chain}))
+
+    def uniquename_set_chain(self, name: str, chain: str) -> None:
+        self._conn.execute(_Q["uniquename_set_chain"], {"name": name, "chain": chain})
+
+    def workname_states(self, name: str) -> list[tuple[str, int, bool]]:
+        return [(r[0], r[1], bool(r[2])) for r in self._conn.execute(_Q["workname_states"], {"name": name})]
+
+    def work_delete(self, ids: list[str]) -> int:
+        return self._conn.execute(_Q["work_delete"], {"ids": json.dumps(ids)}).rowcount
+
+    def work_update_target(self, work_id: str) -> UpdateTarget | None:
+        r = self._conn.execute(_Q["work_update_target"], {"id": work_id}).fetchone()
+        if r is None:
+            return None
+        fields = ScheduleFields(r[3], r[4], r[5], BackoffPolicy(r[6]), *r[7:12])
+        return UpdateTarget(r[0], r[1], _tags(r[2]), fields, r[12])
+
+    def work_update_if_unchanged(
+        self,
+        work_id: str,
+        row: NewWork,
+        *,
+        state: int,
+        generation: int,
+        next_run_time: int,
+        old_tags: tuple[str, ...],
+    ) -> bool:
+        params = {
+            name: getattr(row, name)
+            for name in (
+                "worker_name", "input", "input_merger", "initial_delay_ms", "interval_ms", "flex_ms",
+                "required_network_type", "requires_charging", "requires_battery_not_low",
+                "requires_device_idle", "requires_storage_not_low", "backoff_policy", "backoff_delay_ms",
+                "expedited", "out_of_quota_policy",
+            )
+        }  # fmt: skip
+        params |= {
+            "id": work_id,
+            "minimum_retention_ms": row.minimum_retention_ms,
+            "tags": _tags_json(row.tags),
+            "next_run_time": next_run_time,
+            "state": state,
+            "generation": generation,
+        }
+        if self._conn.execute(_Q["work_update_if_unchanged"], params).rowcount != 1:
+            return False
+        # Tags are replaced wholesale, as on Android.
+        self._conn.execute(_Q["worktag_delete"], {"id": work_id, "tags": json.dumps(old_tags)})
+        self._conn.executemany(_Q["worktag_insert"], ((t, work_id) for t in row.tags))
+        return True
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
@@ -437,8 +526,17 @@ class SqliteStorage:
         params = {"ids": js(ids), "tags": js(tags), "names": js(names), "states": js(states)}
         return [_info(r) for r in self._read("work_info_query", params)]
 
-    def work_next_due(self, names: list[str] | None) -> int | None:
-        rows = self._read("work_next_due", {"names": None if names is None else json.dumps(names)})
+    def work_next_due(
+        self,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+    ) -> int | None:
+        params = {
+            "names": None if names is None else json.dumps(names),
+            **_constraint_params(constraints, constraints_met_ids),
+        }
+        rows = self._read("work_next_due", params)
         return rows[0][0] if rows else None
 
     def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]:

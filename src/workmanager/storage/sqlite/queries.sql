@@ -14,7 +14,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 INSERT OR IGNORE INTO worktag (tag, work_id) VALUES (?, ?);
 
 -- name: workname_insert
-INSERT OR IGNORE INTO workname (name, work_id) VALUES (?, ?);
+-- The row joins the name's live chain; uniquename_lock must have run in this transaction
+-- (without it the chain is NULL and the insert fails: no unique work bypasses the guard).
+INSERT INTO workname (name, work_id, chain) VALUES (?1, ?2, (SELECT chain FROM uniquename WHERE name = ?1));
 
 -- name: dependency_insert
 INSERT OR IGNORE INTO dependency (work_id, prerequisite_id) VALUES (?, ?);
@@ -24,7 +26,9 @@ SELECT id, state FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: work_claim_available
 -- Claim up to :limit runnable rows for :runner_id; :names is a JSON list of runnable
--- worker names, or NULL when this process can run any name.
+-- worker names, or NULL when this process can run any name. The constraint trackers'
+-- answers come in as parameters (engine/constraints.py); :constraints_met_ids lists work
+-- whose constraints the test driver declared met. work_next_due filters the same way.
 UPDATE workspec
 SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
     runner_id = :runner_id, run_token = :run_token
@@ -32,17 +36,39 @@ WHERE id IN (
     SELECT id FROM workspec
     WHERE state = 0 AND next_run_time <= :now
       AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+      AND ((required_network_type = 0
+            OR (required_network_type = 1 AND :net_connected)
+            OR (required_network_type IN (2, 5) AND :net_unmetered)
+            OR (required_network_type = 3 AND :net_not_roaming)
+            OR (required_network_type = 4 AND :net_metered))
+           AND (requires_charging = 0 OR :charging)
+           AND (requires_battery_not_low = 0 OR :battery_not_low)
+           AND (requires_device_idle = 0 OR :device_idle)
+           AND (requires_storage_not_low = 0 OR :storage_not_low)
+           OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
     ORDER BY state, next_run_time
     LIMIT :limit)
 RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
     tags,
-    EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites;
+    EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due. Walks the claim index
 -- in order and stops at the first row it can run.
 SELECT next_run_time FROM workspec
 WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+      AND ((required_network_type = 0
+            OR (required_network_type = 1 AND :net_connected)
+            OR (required_network_type IN (2, 5) AND :net_unmetered)
+            OR (required_network_type = 3 AND :net_not_roaming)
+            OR (required_network_type = 4 AND :net_metered))
+           AND (requires_charging = 0 OR :charging)
+           AND (requires_battery_not_low = 0 OR :battery_not_low)
+           AND (requires_device_idle = 0 OR :device_idle)
+           AND (requires_storage_not_low = 0 OR :storage_not_low)
+           OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
 ORDER BY state, next_run_time
 LIMIT 1;
 
@@ -224,3 +250,53 @@ INSERT OR REPLACE INTO preference (key, value) VALUES (:key, :value);
 
 -- name: work_set_next_run_time_if_enqueued
 UPDATE workspec SET next_run_time = :next_run_time WHERE id = :id AND state = 0;
+
+-- Unique work and continuations (engine/enqueue.py) ------------------------------------------
+
+-- name: uniquename_lock
+-- The guard every unique enqueue passes first: creates the name's row (with :chain as its
+-- live chain) or touches it, which on PostgreSQL holds its row lock to the end of the
+-- transaction. Returns the live chain.
+INSERT INTO uniquename (name, chain) VALUES (:name, :chain)
+ON CONFLICT (name) DO UPDATE SET chain = uniquename.chain
+RETURNING chain;
+
+-- name: uniquename_set_chain
+-- Start a new chain for the name. Fails (foreign key) while any row of the old chain is left.
+UPDATE uniquename SET chain = :chain WHERE name = :name;
+
+-- name: workname_states
+-- Every row with the name (finished ones too, until pruned), and whether anything depends
+-- on it: the input of the ExistingWorkPolicy decision.
+SELECT w.id, w.state, EXISTS (SELECT 1 FROM dependency d WHERE d.prerequisite_id = w.id)
+FROM workname n JOIN workspec w ON w.id = n.work_id
+WHERE n.name = :name
+ORDER BY w.created_at, w.id;
+
+-- name: work_delete
+-- REPLACE and its kin delete the old rows; names, dependencies and tags go with them.
+DELETE FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: work_update_target
+-- What update_work needs to know about the row it replaces.
+SELECT state, generation, tags, interval_ms, flex_ms, initial_delay_ms, backoff_policy,
+    backoff_delay_ms, last_enqueue_time, period_count, run_attempt_count,
+    next_schedule_time_override, next_run_time
+FROM workspec WHERE id = :id;
+
+-- name: work_update_if_unchanged
+-- update_work: the new request's spec over the row, keeping its state, attempts, enqueue
+-- time and period count; generation + 1. Guarded by the state and generation just read.
+UPDATE workspec
+SET worker_name = :worker_name, input = :input, input_merger = :input_merger,
+    initial_delay_ms = :initial_delay_ms, interval_ms = :interval_ms, flex_ms = :flex_ms,
+    required_network_type = :required_network_type, requires_charging = :requires_charging,
+    requires_battery_not_low = :requires_battery_not_low, requires_device_idle = :requires_device_idle,
+    requires_storage_not_low = :requires_storage_not_low, backoff_policy = :backoff_policy,
+    backoff_delay_ms = :backoff_delay_ms, minimum_retention_ms = :minimum_retention_ms,
+    expedited = :expedited, out_of_quota_policy = :out_of_quota_policy, tags = :tags,
+    next_run_time = :next_run_time, generation = generation + 1
+WHERE id = :id AND state = :state AND generation = :generation;
+
+-- name: worktag_delete
+DELETE FROM worktag WHERE work_id = :id AND tag IN (SELECT value FROM json_each(:tags));

@@ -55,10 +55,24 @@ CREATE TRIGGER workspec_delete_tags AFTER DELETE ON workspec BEGIN
     DELETE FROM worktag WHERE work_id = OLD.id AND tag IN (SELECT value FROM json_each(OLD.tags));
 END;
 
+-- One row per unique work name ever used: the database's guard on unique work. Every
+-- enqueue that applies an ExistingWorkPolicy first upserts this row (on PostgreSQL the
+-- upsert takes its row lock, so concurrent enqueues of one name run one after another),
+-- and every workname row carries the name's live chain: a new chain can start only once
+-- no row of the old one is left (the foreign key below refuses it otherwise). So at most
+-- one chain per name is ever live, however many processes race.
+CREATE TABLE uniquename (
+    name  TEXT PRIMARY KEY,
+    chain TEXT NOT NULL,                                 -- id of the chain's first request
+    UNIQUE (name, chain)
+) WITHOUT ROWID;
+
 CREATE TABLE workname (
     name    TEXT NOT NULL,
     work_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
-    PRIMARY KEY (name, work_id)
+    chain   TEXT NOT NULL,
+    PRIMARY KEY (name, work_id),
+    FOREIGN KEY (name, chain) REFERENCES uniquename (name, chain)
 ) WITHOUT ROWID;
 CREATE INDEX workname_work ON workname (work_id);
 

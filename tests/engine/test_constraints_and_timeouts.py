@@ -1,0 +1,149 @@
+"""Constraints gate starting and running; the execution timeout stops ordinary work."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from workmanager import (
+    Configuration,
+    Constraints,
+    ForegroundInfo,
+    NetworkType,
+    OneTimeWorkRequest,
+    Result,
+    StopReason,
+    Worker,
+    WorkInfo,
+    WorkManager,
+)
+from workmanager.engine.constraints import FixedTracker
+from workmanager.testing import create_test_work_manager, get_test_driver
+
+S = WorkInfo.State
+WAIT_S = 10.0
+UNMETERED = Constraints(required_network_type=NetworkType.UNMETERED)
+CHARGING = Constraints(requires_charging=True)
+
+
+class Quick(Worker):
+    name = "quick"
+
+    def do_work(self) -> Result:
+        return Result.success()
+
+
+started = threading.Event()
+
+
+class Patient(Worker):
+    """Runs until stopped (or 10 s), then reports how it ended."""
+
+    name = "patient"
+
+    def do_work(self) -> Result:
+        if self.input_data.get("foreground"):
+            self.set_foreground(ForegroundInfo(title="syncing"))
+        started.set()
+        for _ in range(1000):
+            if self.is_stopped:
+                return Result.retry()
+            threading.Event().wait(0.01)
+        return Result.success()
+
+
+def threaded(tmp_path, tracker: FixedTracker, **config: object) -> WorkManager:
+    started.clear()
+    return WorkManager(
+        tmp_path / "w.db",
+        workers=[Quick, Patient],
+        configuration=Configuration(constraint_trackers=(tracker,), **config),  # type: ignore[arg-type]
+    )
+
+
+def wait_state(wm: WorkManager, request: OneTimeWorkRequest, state: WorkInfo.State) -> WorkInfo:
+    deadline = threading.Event()
+    for _ in range(int(WAIT_S / 0.01)):
+        info = wm.get_work_info_by_id(request.id)
+        if info is not None and info.state is state:
+            return info
+        deadline.wait(0.01)
+    raise AssertionError(f"{request.id} never became {state.name}: {wm.get_work_info_by_id(request.id)}")
+
+
+def test_in_the_test_manager_work_with_constraints_waits_until_they_are_declared_met():
+    wm = create_test_work_manager(workers=[Quick])
+    request = OneTimeWorkRequest(Quick, constraints=UNMETERED)
+    wm.enqueue(request)
+    assert wm.get_work_info_by_id(request.id).state is S.ENQUEUED
+
+    get_test_driver(wm).set_all_constraints_met(request.id)
+
+    assert wm.get_work_info_by_id(request.id).state is S.SUCCEEDED
+
+
+def test_in_the_test_manager_work_without_constraints_runs_at_once():
+    wm = create_test_work_manager(workers=[Quick])
+    request = OneTimeWorkRequest(Quick)
+    wm.enqueue(request)
+    assert wm.get_work_info_by_id(request.id).state is S.SUCCEEDED
+
+
+def test_work_whose_constraint_is_unmet_waits_and_starts_when_it_holds(tmp_path):
+    tracker = FixedTracker(charging=False)
+    with threaded(tmp_path, tracker) as wm:
+        request = OneTimeWorkRequest(Quick, constraints=CHARGING)
+        other = OneTimeWorkRequest(Quick)
+        wm.enqueue([request, other])
+        assert wm.await_work(other.id, timeout=WAIT_S).state is S.SUCCEEDED
+        assert wm.get_work_info_by_id(request.id).state is S.ENQUEUED
+
+        tracker.set(charging=True)
+        wm._engine.trackers.refresh()
+
+        assert wm.await_work(request.id, timeout=WAIT_S).state is S.SUCCEEDED
+
+
+def test_running_work_that_loses_its_constraint_is_stopped_and_enqueued_again(tmp_path):
+    tracker = FixedTracker(connected=True, metered=False)
+    with threaded(tmp_path, tracker) as wm:
+        request = OneTimeWorkRequest(Patient, constraints=UNMETERED)
+        wm.enqueue(request)
+        assert started.wait(WAIT_S)
+
+        tracker.set(metered=True)
+        wm._engine.trackers.refresh()
+
+        info = wait_state(wm, request, S.ENQUEUED)
+        assert info.stop_reason is StopReason.CONSTRAINT_CONNECTIVITY
+        assert info.run_attempt_count == 1
+
+        started.clear()
+        tracker.set(metered=False)
+        wm._engine.trackers.refresh()
+        assert started.wait(WAIT_S)  # runs again once the network is unmetered again
+        assert wm.get_work_info_by_id(request.id).run_attempt_count == 2
+
+
+def test_ordinary_work_running_past_the_execution_timeout_is_stopped_with_timeout(tmp_path):
+    tracker = FixedTracker()
+    with threaded(tmp_path, tracker, max_execution_time=timedelta(milliseconds=300)) as wm:
+        request = OneTimeWorkRequest(Patient)
+        wm.enqueue(request)
+        assert started.wait(WAIT_S)
+
+        info = wait_state(wm, request, S.ENQUEUED)
+
+        assert info.stop_reason is StopReason.TIMEOUT
+
+
+def test_long_running_work_that_called_set_foreground_is_exempt_from_the_timeout(tmp_path):
+    tracker = FixedTracker()
+    with threaded(tmp_path, tracker, max_execution_time=timedelta(milliseconds=300)) as wm:
+        request = OneTimeWorkRequest(Patient, input_data={"foreground": True})
+        wm.enqueue(request)
+        assert started.wait(WAIT_S)
+        threading.Event().wait(0.8)
+
+        assert wm.get_work_info_by_id(request.id).state is S.RUNNING
+        wm.cancel_work_by_id(request.id)
