@@ -67,6 +67,9 @@ def make() -> WorkManager:
             rescue_interval=timedelta(milliseconds=200),
             heartbeat_interval=timedelta(seconds=float(os.environ.get("WM_HEARTBEAT", "10"))),
             lease_timeout=timedelta(seconds=float(os.environ.get("WM_LEASE", "60"))),
+            # Periodic tests use periods of a second or two.
+            min_periodic_interval=timedelta(seconds=1),
+            min_periodic_flex=timedelta(seconds=1),
             shutdown_grace=timedelta(seconds=float(os.environ.get("WM_GRACE", "10"))),
         ),
     )
