@@ -53,12 +53,8 @@ NOT_BUILT_YET: dict[str, str] = {}
 #: api.md's testing helpers, from ``workmanager.testing``.
 TESTING_NAMES = ["TestClock", "create_test_work_manager", "get_test_driver", "run_worker"]
 
-#: TestDriver methods api.md names; the constraint and periodic ones wait for those features.
-DRIVER_METHODS = ["set_initial_delay_met"]
-DRIVER_METHODS_NOT_BUILT_YET = {
-    "set_all_constraints_met": "constraints are not built yet",
-    "set_period_delay_met": "periodic work is not built yet",
-}
+#: TestDriver methods api.md names.
+DRIVER_METHODS = ["set_initial_delay_met", "set_all_constraints_met", "set_period_delay_met"]
 
 
 def _public_names(module: ModuleType) -> list[str]:
@@ -104,10 +100,6 @@ def test_every_testing_helper_is_importable_from_workmanager_testing(name):
     "method",
     [
         *DRIVER_METHODS,
-        *(
-            pytest.param(m, marks=pytest.mark.skip(reason=why))
-            for m, why in DRIVER_METHODS_NOT_BUILT_YET.items()
-        ),
     ],
 )
 def test_the_test_driver_has_each_spec_method(method):
