@@ -276,17 +276,24 @@ class PeriodicWorkRequest(WorkRequest):
     """Work that repeats every ``repeat_interval``, in a flex window at the end of each period.
 
     The interval and flex are clamped to Configuration's minimums at enqueue, with a warning.
+    Beyond Android: ``cron="0 3 * * *"`` (with ``timezone="Europe/Berlin"``, default UTC)
+    runs at each time the expression names instead; a run missed during downtime happens
+    once, late, and the next one at the next named time after it finished.
     """
 
     repeat_interval: timedelta = timedelta(minutes=15)
     flex_interval: timedelta = timedelta(minutes=15)
+    cron: str | None = None
+    timezone: str | None = None
 
     def __init__(
         self,
         worker: type[ListenableWorker] | str,
-        repeat_interval: timedelta | float,
+        repeat_interval: timedelta | float | None = None,
         flex_interval: timedelta | float | None = None,
         *,
+        cron: str | None = None,
+        timezone: str | None = None,
         input_data: DataLike = None,
         constraints: Constraints | None = None,
         initial_delay: timedelta | float | None = None,
@@ -309,9 +316,25 @@ class PeriodicWorkRequest(WorkRequest):
             keep_results_for=keep_results_for,
             id=id,
         )
-        interval = _duration("repeat_interval", repeat_interval, timedelta(0))
-        values["repeat_interval"] = interval
-        values["flex_interval"] = _duration("flex_interval", flex_interval, interval)
+        if cron is None:
+            if repeat_interval is None:
+                raise ValueError("PeriodicWorkRequest needs repeat_interval (or a cron expression)")
+            if timezone is not None:
+                raise ValueError(f"timezone={timezone!r} only applies to cron schedules")
+            interval = _duration("repeat_interval", repeat_interval, _ZERO)
+            values["repeat_interval"] = interval
+            values["flex_interval"] = _duration("flex_interval", flex_interval, interval)
+        else:
+            if repeat_interval is not None or flex_interval is not None:
+                raise ValueError("give either repeat_interval/flex_interval or cron, not both")
+            from workmanager import cron as cron_schedule
+
+            cron_schedule.validate(cron, timezone or "UTC")
+            gap = cron_schedule.typical_gap(cron, timezone or "UTC")
+            values["repeat_interval"] = gap
+            values["flex_interval"] = gap
+        values["cron"] = cron
+        values["timezone"] = (timezone or "UTC") if cron is not None else None
         self.__dict__.update(values)  # frozen: set once, here, without __setattr__ per field
 
     @property

@@ -37,14 +37,19 @@ def new_work(
     enqueued = state is State.ENQUEUED
     last_enqueue = now if enqueued else -1
     interval_ms = flex_ms = 0
+    cron = cron_timezone = None
     if isinstance(request, PeriodicWorkRequest):
-        interval, flex = schedule.clamp_period(
-            request.repeat_interval,
-            request.flex_interval,
-            min_interval=config.min_periodic_interval,
-            min_flex=config.min_periodic_flex,
-        )
-        interval_ms, flex_ms = to_ms(interval), to_ms(flex)
+        if request.cron is None:
+            interval, flex = schedule.clamp_period(
+                request.repeat_interval,
+                request.flex_interval,
+                min_interval=config.min_periodic_interval,
+                min_flex=config.min_periodic_flex,
+            )
+        else:  # a cron schedule names its own times; the interval is only what WorkInfo shows
+            interval, flex = request.repeat_interval, request.flex_interval
+            cron, cron_timezone = request.cron, request.timezone
+        interval_ms, flex_ms = max(to_ms(interval), 1), max(to_ms(flex), 1)
         fields = ScheduleFields(
             interval_ms=interval_ms,
             flex_ms=flex_ms,
@@ -55,6 +60,8 @@ def new_work(
             period_count=0,
             run_attempt_count=0,
             next_schedule_time_override=None,
+            cron=cron,
+            cron_timezone=cron_timezone,
         )
         next_run = (
             schedule.next_run_time(fields, max_backoff_ms=to_ms(config.max_backoff)) if enqueued else NEVER
@@ -88,6 +95,8 @@ def new_work(
         _CANCELLED if state is State.CANCELLED else _NOT_STOPPED,  # born cancelled: its chain was
         now,
         now if state.is_finished else None,
+        cron,
+        cron_timezone,
         tuple(sorted(request.tags)),
         names,
         prerequisites,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from workmanager import cron
 from workmanager.clock import to_ms
 from workmanager.requests import BackoffPolicy
 from workmanager.storage.base import NEVER, ScheduleFields
@@ -53,6 +54,13 @@ def next_run_time(f: ScheduleFields, *, max_backoff_ms: int) -> int:
             f.backoff_policy, f.backoff_delay_ms, f.run_attempt_count, max_ms=max_backoff_ms
         )
         return f.last_enqueue_time + delay
+    if f.cron is not None:
+        # The first named time at or after enqueue (+ initial delay); later, the first named
+        # time after the previous run finished: a run missed in downtime happens once, late.
+        tz = f.cron_timezone or "UTC"
+        if f.period_count == 0:
+            return cron.next_time_ms(f.cron, tz, f.last_enqueue_time + f.initial_delay_ms - 1)
+        return cron.next_time_ms(f.cron, tz, f.last_enqueue_time)
     if f.is_periodic:
         if f.period_count == 0:
             flex_offset = f.interval_ms - f.flex_ms if f.flex_ms != f.interval_ms else 0

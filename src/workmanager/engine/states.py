@@ -8,12 +8,12 @@ its consequences to dependents in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from workmanager.data import Data
 from workmanager.engine import schedule
 from workmanager.info import State, StopReason
-from workmanager.storage.base import ScheduleFields, Transaction
+from workmanager.storage.base import Transaction
 
 #: Legal transitions (from, to); anything else is a bug.
 TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
@@ -116,18 +116,13 @@ def apply_outcome(
     f = periodic_fields
     if isinstance(outcome, Succeeded | Failed):
         # Periodic: the next period, counted from now; attempts start over; output is dropped.
-        fields = ScheduleFields(
-            f.interval_ms, f.flex_ms, f.initial_delay_ms, f.backoff_policy, f.backoff_delay_ms,
-            last_enqueue_time=now, period_count=f.period_count + 1, run_attempt_count=0,
+        fields = replace(
+            f, last_enqueue_time=now, period_count=f.period_count + 1, run_attempt_count=0,
             next_schedule_time_override=None,
         )  # fmt: skip
         stop_reason = StopReason.NOT_STOPPED
     elif isinstance(outcome, Retry):
-        fields = ScheduleFields(
-            f.interval_ms, f.flex_ms, f.initial_delay_ms, f.backoff_policy, f.backoff_delay_ms,
-            last_enqueue_time=now, period_count=f.period_count, run_attempt_count=f.run_attempt_count,
-            next_schedule_time_override=f.next_schedule_time_override,
-        )  # fmt: skip
+        fields = replace(f, last_enqueue_time=now)
         stop_reason = StopReason.NOT_STOPPED
     else:
         # A stop (constraint lost, timeout, shutdown) keeps the attempt count and last enqueue

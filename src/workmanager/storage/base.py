@@ -44,6 +44,9 @@ class ScheduleFields:
     period_count: int
     run_attempt_count: int
     next_schedule_time_override: int | None
+    #: periodic on a cron schedule (read in cron_timezone) instead of every interval_ms
+    cron: str | None = None
+    cron_timezone: str | None = None
 
     @property
     def is_periodic(self) -> bool:
@@ -80,6 +83,8 @@ class NewWork(NamedTuple):
     stop_reason: int
     created_at: int
     finished_at: int | None
+    cron: str | None = None
+    cron_timezone: str | None = None
     tags: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     prerequisites: tuple[str, ...] = ()

@@ -7,8 +7,9 @@ INSERT INTO workspec (
     id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
     requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
-    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, tags)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
+    cron_timezone, tags)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: worktag_insert
 INSERT OR IGNORE INTO worktag (tag, work_id) VALUES (?, ?);
@@ -78,7 +79,7 @@ SELECT p.output FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id WH
 -- name: work_schedule_fields
 -- What the engine needs to compute the next run of a running row.
 SELECT interval_ms, flex_ms, initial_delay_ms, backoff_policy, backoff_delay_ms, last_enqueue_time,
-    period_count, run_attempt_count, next_schedule_time_override
+    period_count, run_attempt_count, next_schedule_time_override, cron, cron_timezone
 FROM workspec WHERE id = :id;
 
 -- name: work_succeed_if_running

@@ -12,6 +12,8 @@ CREATE TABLE workspec (
     input_merger              TEXT NOT NULL DEFAULT 'OverwritingInputMerger',
     initial_delay_ms          INTEGER NOT NULL DEFAULT 0,
     interval_ms               INTEGER NOT NULL DEFAULT 0, -- 0: one-time work
+    cron                      TEXT,                      -- periodic on a cron schedule, else NULL
+    cron_timezone             TEXT,                      -- IANA zone the cron expression is read in
     flex_ms                   INTEGER NOT NULL DEFAULT 0,
     required_network_type     INTEGER NOT NULL DEFAULT 0,
     requires_charging         INTEGER NOT NULL DEFAULT 0,
