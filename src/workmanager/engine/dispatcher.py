@@ -29,7 +29,7 @@ from workmanager.engine.changes import ChangeFeed
 from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
 from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcome
 from workmanager.info import StopReason
-from workmanager.storage.base import ClaimedWork, Storage
+from workmanager.storage.base import ClaimedWork, Storage, Transaction
 from workmanager.worker import ForegroundInfo, ListenableWorker, Result, WorkerFactory
 
 log = logging.getLogger("workmanager.dispatcher")
@@ -182,16 +182,20 @@ class Engine:
 
     def _apply(self, items: list[tuple[ClaimedWork, Outcome]], now: int) -> None:
         with self._storage.transaction() as tx:
-            for claimed, outcome in items:
-                apply_outcome(
-                    tx,
-                    claimed.id,
-                    claimed.run_token,
-                    outcome,
-                    is_periodic=claimed.is_periodic,
-                    now=now,
-                    max_backoff_ms=self._max_backoff_ms,
-                )
+            self._apply_in(tx, items, now)
+
+    def _apply_in(self, tx: Transaction, items: list[tuple[ClaimedWork, Outcome]], now: int) -> None:
+        """Persist finished runs inside ``tx`` (several per transaction: a group commit)."""
+        for claimed, outcome in items:
+            apply_outcome(
+                tx,
+                claimed.id,
+                claimed.run_token,
+                outcome,
+                is_periodic=claimed.is_periodic,
+                now=now,
+                max_backoff_ms=self._max_backoff_ms,
+            )
 
     # -- inline mode (the test manager) --------------------------------------------------------
 
@@ -257,15 +261,7 @@ class Engine:
         )
         now = self._clock.now_ms()
         with self._storage.transaction() as tx:
-            tx.runner_upsert(
-                id=self.runner_id,
-                host=self._identity.host,
-                boot_id=self._identity.boot_id,
-                pid=self._identity.pid,
-                process_started=self._identity.process_started,
-                now=now,
-                workers=json.dumps(self._names()),
-            )
+            self._register(tx, now)
         self._rescuer.run_once(now)
         self._pruner.run_once(now)
         self._feed.add_listener(self._wakeup.set)
@@ -421,16 +417,7 @@ class Engine:
         outputs: dict[str, list[str]] = {}
         names = self._names()
         with self._storage.transaction() as tx:
-            for item_claimed, outcome in completions:
-                apply_outcome(
-                    tx,
-                    item_claimed.id,
-                    item_claimed.run_token,
-                    outcome,
-                    is_periodic=item_claimed.is_periodic,
-                    now=now,
-                    max_backoff_ms=self._max_backoff_ms,
-                )
+            self._apply_in(tx, completions, now)
             if want_claim:
                 claimed = tx.work_claim_available(
                     now=now,
@@ -513,15 +500,19 @@ class Engine:
             if not alive:
                 # Someone judged us dead (we were paused past our lease): register again;
                 # the runs they took back are fenced off by their tokens.
-                tx.runner_upsert(
-                    id=self.runner_id,
-                    host=self._identity.host,
-                    boot_id=self._identity.boot_id,
-                    pid=self._identity.pid,
-                    process_started=self._identity.process_started,
-                    now=now,
-                    workers=json.dumps(self._names()),
-                )
+                self._register(tx, now)
+
+    def _register(self, tx: Transaction, now: int) -> None:
+        """This process's runner row: how others tell whether its work is still owned."""
+        tx.runner_upsert(
+            id=self.runner_id,
+            host=self._identity.host,
+            boot_id=self._identity.boot_id,
+            pid=self._identity.pid,
+            process_started=self._identity.process_started,
+            now=now,
+            workers=json.dumps(self._names()),
+        )
 
     def _notice_foreign_changes(self) -> None:
         """Stop running work that another process cancelled, replaced or took back."""
