@@ -47,6 +47,9 @@ class Configuration:
     default_backoff_delay: timedelta = DEFAULT_BACKOFF_DELAY
     min_periodic_interval: timedelta = MIN_PERIODIC_INTERVAL
     min_periodic_flex: timedelta = MIN_PERIODIC_FLEX
+    #: Slots of max_concurrency that only expedited work may use (it also goes first).
+    #: None: one slot, when there is more than one.
+    expedited_reserved_slots: int | None = None
     #: Largest serialized input, output or progress accepted.
     max_data_bytes: int = 10 * 1024
     #: Finished work older than this (plus its keep_results_for) is pruned automatically.
@@ -77,9 +80,23 @@ class Configuration:
     clock: Clock = field(default_factory=SystemClock)
     worker_factory: WorkerFactory | None = None
 
+    @property
+    def reserved_expedited_slots(self) -> int:
+        """expedited_reserved_slots, resolved."""
+        if self.expedited_reserved_slots is not None:
+            return self.expedited_reserved_slots
+        return 1 if self.max_concurrency > 1 else 0
+
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ValueError(f"Configuration.max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.expedited_reserved_slots is not None and not (
+            0 <= self.expedited_reserved_slots < self.max_concurrency
+        ):
+            raise ValueError(
+                f"Configuration.expedited_reserved_slots must be in [0, max_concurrency - 1 = "
+                f"{self.max_concurrency - 1}], got {self.expedited_reserved_slots}"
+            )
         if self.max_data_bytes < 1:
             raise ValueError(f"Configuration.max_data_bytes must be >= 1, got {self.max_data_bytes}")
         if self.min_backoff > self.max_backoff:

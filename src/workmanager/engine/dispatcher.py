@@ -215,14 +215,17 @@ class Engine:
         now = self._clock.now_ms()
         token = random.getrandbits(62)
         with self._storage.transaction() as tx:
-            claimed_list = tx.work_claim_available(
-                now=now,
-                limit=1,
-                runner_id=self.runner_id,
-                run_token=token,
-                names=self._names(),
-                **self._constraint_args(),
-            )
+            claimed_list: list[ClaimedWork] = []
+            for expedited_only in (True, False):  # expedited work first
+                claimed_list = claimed_list or tx.work_claim_available(
+                    now=now,
+                    limit=1,
+                    runner_id=self.runner_id,
+                    run_token=token,
+                    names=self._names(),
+                    expedited_only=expedited_only,
+                    **self._constraint_args(),
+                )
             if not claimed_list:
                 return False
             claimed = claimed_list[0]
@@ -404,6 +407,12 @@ class Engine:
         completions = self._drain_completions()
         with self._lock:
             free = self._config.max_concurrency - len(self._running)
+            running_expedited = sum(1 for r in self._running.values() if r.claimed.expedited)
+        # Ordinary work leaves the reserved slots to expedited work.
+        ordinary_cap = self._config.max_concurrency - self._config.reserved_expedited_slots
+        ordinary_free = min(
+            free, max(0, ordinary_cap - (self._config.max_concurrency - free - running_expedited))
+        )
         want_claim = False
         if free > 0 and not self._draining:
             version = self._feed.version
@@ -414,28 +423,50 @@ class Engine:
         if not completions and not want_claim:
             return False
         claimed: list[ClaimedWork] = []
+        full = False
         outputs: dict[str, list[str]] = {}
         names = self._names()
         with self._storage.transaction() as tx:
             self._apply_in(tx, completions, now)
             if want_claim:
+                token = random.getrandbits(62)
+                constraint_args = self._constraint_args()
                 claimed = tx.work_claim_available(
                     now=now,
                     limit=free,
                     runner_id=self.runner_id,
-                    run_token=random.getrandbits(62),
+                    run_token=token,
                     names=names,
-                    **self._constraint_args(),
+                    expedited_only=True,
+                    **constraint_args,
                 )
+                full = len(claimed) == free
+                ordinary_limit = min(free - len(claimed), ordinary_free)
+                if ordinary_limit > 0:
+                    ordinary = tx.work_claim_available(
+                        now=now,
+                        limit=ordinary_limit,
+                        runner_id=self.runner_id,
+                        run_token=token,
+                        names=names,
+                        **constraint_args,
+                    )
+                    full = full or len(ordinary) == ordinary_limit
+                    claimed += ordinary
                 for c in claimed:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)
         self._feed.bump()
         if want_claim:
-            if len(claimed) == free:
+            if full:
                 # A full claim means more may be waiting: claim again when slots free up,
                 # without asking for the next due time first.
                 self._next_due = now
+                self._checked_version = self._feed.version
+            elif not claimed and ordinary_free == 0:
+                # Only the reserved slots are free and no expedited work is due: wait for a
+                # finished run or a change, not for the (due) ordinary work.
+                self._next_due = None
                 self._checked_version = self._feed.version
             else:
                 self._next_due = None

@@ -106,6 +106,7 @@ class ClaimedWork:
     has_prerequisites: bool
     #: (network type, charging, battery not low, idle, storage not low), as stored
     constraints: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    expedited: bool = False
 
     @property
     def is_periodic(self) -> bool:
@@ -173,8 +174,10 @@ class Transaction(Protocol):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        expedited_only: bool = False,
     ) -> list[ClaimedWork]:
-        """``constraints``: the trackers' answers (ConstraintState.sql_params); None: all met."""
+        """``constraints``: the trackers' answers (ConstraintState.sql_params); None: all met.
+        ``expedited_only``: claim only expedited work (which goes first)."""
         ...
 
     def work_prerequisite_outputs(self, work_id: str) -> list[str]: ...

@@ -146,6 +146,7 @@ class SqliteTransaction:
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        expedited_only: bool = False,
     ) -> list[ClaimedWork]:
         params = {
             "now": now,
@@ -155,10 +156,22 @@ class SqliteTransaction:
             "names": None if names is None else json.dumps(names),
             **_constraint_params(constraints, constraints_met_ids),
         }
-        rows = self._conn.execute(_Q["work_claim_available"], params).fetchall()
+        query = _Q["work_claim_expedited" if expedited_only else "work_claim_available"]
+        rows = self._conn.execute(query, params).fetchall()
         return [
             ClaimedWork(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _tags(r[8]), bool(r[9]), tuple(r[10:15])
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                _tags(r[8]),
+                bool(r[9]),
+                tuple(r[10:15]),
+                bool(r[15]),
             )
             for r in rows
         ]

@@ -53,7 +53,35 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low;
+    requires_storage_not_low, expedited;
+
+-- name: work_claim_expedited
+-- work_claim_available for expedited work only, claimed first: a partial index holds just
+-- the waiting expedited rows.
+UPDATE workspec
+SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
+    runner_id = :runner_id, run_token = :run_token
+WHERE id IN (
+    SELECT id FROM workspec
+    WHERE state = 0 AND expedited = 1 AND next_run_time <= :now
+      AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+      AND ((required_network_type = 0
+            OR (required_network_type = 1 AND :net_connected)
+            OR (required_network_type IN (2, 5) AND :net_unmetered)
+            OR (required_network_type = 3 AND :net_not_roaming)
+            OR (required_network_type = 4 AND :net_metered))
+           AND (requires_charging = 0 OR :charging)
+           AND (requires_battery_not_low = 0 OR :battery_not_low)
+           AND (requires_device_idle = 0 OR :device_idle)
+           AND (requires_storage_not_low = 0 OR :storage_not_low)
+           OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
+    ORDER BY next_run_time
+    LIMIT :limit)
+RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
+    tags,
+    EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low, expedited;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due. Walks the claim index

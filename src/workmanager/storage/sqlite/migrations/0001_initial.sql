@@ -41,6 +41,8 @@ CREATE TABLE workspec (
 
 -- The claim: ENQUEUED rows in start order. Also serves counts by state.
 CREATE INDEX workspec_state_next_run ON workspec (state, next_run_time);
+-- Expedited work is claimed ahead of the rest; only waiting expedited rows are indexed.
+CREATE INDEX workspec_expedited_due ON workspec (next_run_time) WHERE state = 0 AND expedited = 1;
 -- Rescue looks only at running rows.
 CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
 
