@@ -62,7 +62,7 @@ UPDATE workspec
 SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
     runner_id = :runner_id, run_token = :run_token
 WHERE id IN (
-    SELECT id FROM workspec
+    SELECT id FROM workspec INDEXED BY workspec_expedited_due
     WHERE state = 0 AND expedited = 1 AND next_run_time <= :now
       AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
       AND ((required_network_type = 0
