@@ -9,11 +9,13 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from workmanager import errors
+from workmanager.clock import to_ms
 from workmanager.config import Configuration
 from workmanager.continuation import CombineContinuationsWorker, WorkContinuation, one_time_requests
 from workmanager.engine import enqueue as graph
@@ -26,6 +28,7 @@ from workmanager.requests import (
     ExistingPeriodicWorkPolicy,
     ExistingWorkPolicy,
     OneTimeWorkRequest,
+    OutOfQuotaPolicy,
     PeriodicWorkRequest,
     WorkRequest,
 )
@@ -164,8 +167,12 @@ class WorkManager:
 
     # -- enqueue ---------------------------------------------------------------------------------
 
-    def enqueue(self, requests: WorkRequest | Sequence[WorkRequest]) -> None:
-        """Enqueue one request or a list, in one transaction; durable when it returns."""
+    def enqueue(self, requests: WorkRequest | Sequence[WorkRequest], *, connection: Any = None) -> None:
+        """Enqueue one request or a list, in one transaction; durable when it returns.
+
+        ``connection``: (PostgreSQL) the application's own open psycopg connection; the work is
+        written inside its current transaction, so it exists if and only if that commits.
+        """
         batch = [requests] if isinstance(requests, WorkRequest) else list(requests)
         if not batch:
             raise ValueError("enqueue needs at least one request, got an empty list")
@@ -179,10 +186,37 @@ class WorkManager:
             self._check_worker(request)
         now = self._clock.now_ms()
         rows = [records.new_work(r, now=now, config=self.configuration) for r in batch]
-        self._insert(rows)
+        self._insert(rows, connection)
 
-    def _insert(self, rows: list[NewWork]) -> None:
-        with self._storage.transaction() as tx:
+    def _drop_out_of_quota(self, tx: Transaction, rows: list[NewWork]) -> list[NewWork]:
+        """Expedited requests with OutOfQuotaPolicy.DROP_WORK_REQUEST are not enqueued while the
+        expedited quota is used up (Android: "no work requests are enqueued")."""
+        drop = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
+        if not any(r.expedited and r.out_of_quota_policy == drop for r in rows):
+            return rows
+        window_start = rows[0].created_at - to_ms(self.configuration.expedited_quota_window)
+        if tx.expedited_usage_since(window_start) < to_ms(self.configuration.expedited_quota):
+            return rows
+        kept = [r for r in rows if not (r.expedited and r.out_of_quota_policy == drop)]
+        log.info("expedited quota used up: dropped %d request(s) (DROP_WORK_REQUEST)", len(rows) - len(kept))
+        return kept
+
+    def _transaction(self, connection: Any) -> AbstractContextManager[Transaction]:
+        """A transaction of our own, or one inside the caller's connection (transactional enqueue)."""
+        if connection is None:
+            return self._storage.transaction()
+        transaction_on = getattr(self._storage, "transaction_on", None)
+        if transaction_on is None:
+            raise ValueError(
+                "connection= needs a PostgreSQL database; this WorkManager uses " + repr(self.database)
+            )
+        return transaction_on(connection)  # type: ignore[no-any-return]
+
+    def _insert(self, rows: list[NewWork], connection: Any = None) -> None:
+        with self._transaction(connection) as tx:
+            rows = self._drop_out_of_quota(tx, rows)
+            if not rows:
+                return
             tx.work_insert(rows)
             if self._inline:
                 # Android's test driver runs a periodic request's first period at enqueue
@@ -227,15 +261,30 @@ class WorkManager:
         name: str,
         policy: ExistingWorkPolicy,
         requests: OneTimeWorkRequest | Sequence[OneTimeWorkRequest],
+        *,
+        connection: Any = None,
     ) -> None:
-        """Enqueue one-time work under a unique name (REPLACE, KEEP, APPEND, APPEND_OR_REPLACE)."""
-        self.begin_unique_work(name, policy, requests).enqueue()
+        """Enqueue one-time work under a unique name (REPLACE, KEEP, APPEND, APPEND_OR_REPLACE).
+
+        ``connection``: as for :meth:`enqueue`."""
+        continuation = self.begin_unique_work(name, policy, requests)
+        if connection is None:
+            continuation.enqueue()
+        else:
+            self._enqueue_continuation(continuation, connection)
 
     def enqueue_unique_periodic_work(
-        self, name: str, policy: ExistingPeriodicWorkPolicy, request: PeriodicWorkRequest
+        self,
+        name: str,
+        policy: ExistingPeriodicWorkPolicy,
+        request: PeriodicWorkRequest,
+        *,
+        connection: Any = None,
     ) -> None:
         """Enqueue periodic work under a unique name: KEEP, UPDATE, CANCEL_AND_REENQUEUE (and its
-        deprecated alias REPLACE), as Android's ExistingPeriodicWorkPolicy."""
+        deprecated alias REPLACE), as Android's ExistingPeriodicWorkPolicy.
+
+        ``connection``: as for :meth:`enqueue`."""
         _check_name(name)
         if not isinstance(policy, ExistingPeriodicWorkPolicy):
             raise ValueError(f"policy must be an ExistingPeriodicWorkPolicy, got {policy!r}")
@@ -245,13 +294,15 @@ class WorkManager:
             )
         self._check_worker(request)
         if policy is ExistingPeriodicWorkPolicy.UPDATE:
-            self._write(lambda tx, now: self._update_unique_periodic(tx, name, request, now))
+            self._write(lambda tx, now: self._update_unique_periodic(tx, name, request, now), connection)
             return
         keep = policy is ExistingPeriodicWorkPolicy.KEEP
         node = graph.Node(
             (request,), name=name, policy=ExistingWorkPolicy.KEEP if keep else ExistingWorkPolicy.REPLACE
         )
-        self._write(lambda tx, now: graph.apply_graph(tx, [node], now=now, config=self.configuration))
+        self._write(
+            lambda tx, now: graph.apply_graph(tx, [node], now=now, config=self.configuration), connection
+        )
 
     def _update_unique_periodic(
         self, tx: Transaction, name: str, request: PeriodicWorkRequest, now: int
@@ -299,7 +350,7 @@ class WorkManager:
             raise errors.WorkNotFoundError(f"cannot update work {request.id}: it does not exist")
         return outcome[0]
 
-    def _enqueue_continuation(self, continuation: WorkContinuation) -> None:
+    def _enqueue_continuation(self, continuation: WorkContinuation, connection: Any = None) -> None:
         """Write a continuation and its parents not enqueued yet, in one transaction."""
         steps = continuation.graph()
         nodes = []
@@ -307,14 +358,18 @@ class WorkManager:
             for request in step.requests:
                 self._check_worker(request)
             nodes.append(graph.Node(step.requests, prerequisites, step.name, step.policy))
-        self._write(lambda tx, now: graph.apply_graph(tx, nodes, now=now, config=self.configuration))
+        self._write(
+            lambda tx, now: graph.apply_graph(tx, nodes, now=now, config=self.configuration), connection
+        )
         for step, _ in steps:
             step._mark_enqueued()
 
-    def _write(self, apply: Callable[[Transaction, int], graph.Enqueued]) -> graph.Enqueued:
+    def _write(
+        self, apply: Callable[[Transaction, int], graph.Enqueued], connection: Any = None
+    ) -> graph.Enqueued:
         """Run ``apply`` in one transaction; then stop what it cancelled here and wake the engine."""
         now = self._clock.now_ms()
-        with self._storage.transaction() as tx:
+        with self._transaction(connection) as tx:
             done = apply(tx, now)
         running_here = [work_id for work_id, runner in done.cancelled if runner == self._engine.runner_id]
         if running_here:
@@ -441,6 +496,7 @@ class WorkManager:
                     self._storage.data_changed,
                     list(self._storage.watch_paths()),
                     self.configuration.poll_interval.total_seconds(),
+                    listen=getattr(self._storage, "listen", None),  # PostgreSQL: LISTEN/NOTIFY
                 )
 
     def start(self) -> None:

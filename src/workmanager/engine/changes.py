@@ -10,6 +10,11 @@ The file watched is the storage's notify file, which every workmanager process
 writes one byte to *after* each commit. The ``-wal`` file would not do: a commit's
 frames are written (and fsynced) before the commit becomes visible, so its event
 arrives too early to be confirmed.
+
+A storage that can push changes (PostgreSQL's LISTEN/NOTIFY) is handed in as
+``listen``: its thread bumps the feed on each notification, and this watcher only
+asks ``data_changed`` every SAFETY_INTERVAL_S as a fallback (the storage answers True
+while its listener is disconnected).
 """
 
 from __future__ import annotations
@@ -157,8 +162,11 @@ class ChangeWatcher:
         data_changed: Callable[[], bool],
         watch_paths: list[str],
         poll_interval_s: float,
+        listen: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
     ) -> None:
         self._feed = feed
+        #: listen(on_change) -> stop: the storage calls on_change after others' commits.
+        self._unlisten = listen(lambda: feed.bump(external=True)) if listen is not None else None
         self._data_changed = data_changed
         self._names = {os.path.basename(p) for p in watch_paths}
         self._poll_interval_s = poll_interval_s
@@ -180,7 +188,8 @@ class ChangeWatcher:
 
     def _run(self) -> None:
         fds = [self._stop_r] + ([self._inotify.fd] if self._inotify else [])
-        timeout = self.SAFETY_INTERVAL_S if self._inotify else self._poll_interval_s
+        pushed = self._inotify is not None or self._unlisten is not None
+        timeout = self.SAFETY_INTERVAL_S if pushed else self._poll_interval_s
         last_check = 0.0
         while True:
             readable, _, _ = select.select(fds, [], [], timeout)
@@ -202,6 +211,8 @@ class ChangeWatcher:
                 log.debug("change check failed", exc_info=True)
 
     def close(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
         os.write(self._stop_w, b"x")
         self._thread.join(timeout=5)
         os.close(self._stop_r)

@@ -107,17 +107,24 @@ class Rescuer:
         }
         return lost, dead
 
+    def _lease_now(self, now: int) -> int:
+        """The clock heartbeats are stamped with: the database's where it keeps one (PostgreSQL,
+        many machines), else the caller's."""
+        database_now_ms = getattr(self._storage, "database_now_ms", None)
+        return now if database_now_ms is None else int(database_now_ms())
+
     def run_once(self, now: int) -> RescueResult:
+        lease_now = self._lease_now(now)
         # A cheap look first, without the write lock: most of the time every owner is alive.
         lost, dead = self._dead_owners(
-            self._storage.runner_list(), self._storage.work_running_runner_ids(), now
+            self._storage.runner_list(), self._storage.work_running_runner_ids(), lease_now
         )
         if not lost and not dead:
             return RescueResult()
         with self._storage.transaction() as tx:
             # Decide again on one consistent snapshot: a process that registered and claimed
             # since the first look must not be mistaken for an unknown owner.
-            lost, dead = self._dead_owners(tx.runner_list(), tx.work_running_runner_ids(), now)
+            lost, dead = self._dead_owners(tx.runner_list(), tx.work_running_runner_ids(), lease_now)
             requeued: list[str] = []
             failed: list[str] = []
             for rid in sorted(lost, key=str):

@@ -9,9 +9,11 @@ __all__ = ["open_storage"]
 
 
 def open_storage(url: str, configuration: Configuration) -> Storage:
-    """A path, ``sqlite:///path``, ``:memory:`` or ``postgresql://...``."""
+    """A path, ``sqlite:///path``, ``:memory:`` or ``postgresql://...[?schema=name]``."""
     if url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend is not built yet; use a SQLite path")
+        from workmanager.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, configuration)
     from workmanager.storage.sqlite import SqliteStorage
 
     if url.startswith("sqlite:///"):

@@ -1,0 +1,721 @@
+"""The PostgreSQL backend: one database shared by worker processes on any number of machines.
+
+``postgresql://user@host/db?schema=name`` — ``schema`` (default ``public``) is where the
+tables live; it is created on first use and is this backend's only addition to libpq's URL
+parameters (it is removed before connecting). Connections come from a ``psycopg_pool``
+pool in autocommit mode: a read is one round trip, a write is one explicit transaction.
+
+Claims are one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``; every write
+transaction that changed something sends ``pg_notify`` on the schema's channel, which the
+server delivers to listeners only once the transaction commits. Leases are judged on the
+database's clock (:meth:`PostgresStorage.database_now_ms`), never a worker machine's.
+Migrations run under a transaction-scoped advisory lock, so any number of processes may
+open a new database at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from workmanager import errors
+from workmanager.config import Configuration
+from workmanager.requests import BackoffPolicy
+from workmanager.storage._migrations import load_migrations
+from workmanager.storage._queries import load_queries
+from workmanager.storage.base import (
+    NEVER,
+    ClaimedWork,
+    InfoRow,
+    NewWork,
+    RunnerRow,
+    ScheduleFields,
+    UpdateTarget,
+)
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the PostgreSQL backend needs psycopg 3 and psycopg_pool: pip install 'workmanager[postgres]'"
+    ) from exc
+
+__all__ = ["PostgresStorage", "parse_url"]
+
+log = logging.getLogger("workmanager.storage.postgres")
+
+_Q = load_queries(__name__)
+_MIGRATIONS = load_migrations(__name__)
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+#: A schema name we accept: it becomes part of an identifier and a channel name.
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+#: Connection settings for every connection: find a dead peer in seconds, not hours.
+_CONNECT_KWARGS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+#: The listener checks an idle connection this often.
+_PING_S = 5.0
+#: The listener's reconnect backoff: from the first, doubling, to the cap.
+_RECONNECT_FIRST_S = 0.1
+_RECONNECT_MAX_S = 10.0
+#: Even while listening, say "maybe changed" this often (a cheap safety net).
+_FALLBACK_S = 5.0
+
+_ALL_MET = {
+    "net_connected": True,
+    "net_unmetered": True,
+    "net_not_roaming": True,
+    "net_metered": True,
+    "charging": True,
+    "battery_not_low": True,
+    "device_idle": True,
+    "storage_not_low": True,
+}
+
+_INSERT_FIELDS = len(NewWork._fields) - 3  # all but tags, names and prerequisites
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """(libpq connection URL without ``schema``, schema name)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    schema = schemas[-1] if schemas else "public"
+    if not _SCHEMA.match(schema):
+        raise ValueError(
+            f"schema {schema!r}: use 1-40 lower-case letters, digits and underscores, not starting "
+            "with a digit"
+        )
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, rest, parts.fragment)), schema
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _tags(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+@functools.lru_cache(maxsize=1024)
+def _tags_json(tags: tuple[str, ...]) -> str:
+    return json.dumps(tags)
+
+
+def _insert_params(row: NewWork) -> tuple[Any, ...]:
+    return (*row[:_INSERT_FIELDS], _tags_json(row.tags))
+
+
+def _constraint_params(constraints: dict[str, int] | None, met_ids: list[str] | None) -> dict[str, Any]:
+    met = _ALL_MET if constraints is None else {k: bool(v) for k, v in constraints.items()}
+    return {**met, "constraints_met_ids": list(met_ids or [])}
+
+
+def _info(row: tuple[Any, ...]) -> InfoRow:
+    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]))
+    return InfoRow(*fields)
+
+
+def _runner(row: tuple[Any, ...]) -> RunnerRow:
+    return RunnerRow(*row)
+
+
+class PostgresTransaction:
+    """The write half of the interface, on one connection inside BEGIN ... COMMIT."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        #: Set when a statement changed work: the transaction then notifies listeners.
+        self.changed = False
+
+    def _exec(self, name: str, params: Any = None) -> psycopg.Cursor[Any]:
+        return self._conn.execute(_Q[name], params)
+
+    def _changed_rows(self, name: str, params: Any) -> int:
+        count = self._exec(name, params).rowcount
+        if count > 0:
+            self.changed = True
+        return count
+
+    def work_insert(self, rows: list[NewWork]) -> None:
+        conn = self._conn
+        try:
+            with conn.cursor() as cur:
+                if len(rows) == 1:
+                    cur.execute(_Q["work_insert"], _insert_params(rows[0]))
+                else:
+                    cur.executemany(_Q["work_insert"], [_insert_params(r) for r in rows])
+        except psycopg.errors.UniqueViolation as exc:
+            detail = (exc.diag.message_detail or "").strip()
+            raise errors.WorkAlreadyExistsError(
+                f"work already exists ({detail or 'duplicate id'}); each request can be enqueued once"
+            ) from exc
+        self.changed = True
+        with conn.cursor() as cur:
+            tags = [(t, r.id) for r in rows for t in r.tags]
+            if tags:
+                cur.executemany(_Q["worktag_insert"], tags)
+            names = [{"name": n, "work_id": r.id} for r in rows for n in r.names]
+            if names:
+                cur.executemany(_Q["workname_insert"], names)
+            deps = [(r.id, p) for r in rows for p in r.prerequisites]
+            if deps:
+                cur.executemany(_Q["dependency_insert"], deps)
+
+    def work_states_by_ids(self, ids: list[str]) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._exec("work_states_by_ids", {"ids": ids})}
+
+    def work_claim_available(
+        self,
+        *,
+        now: int,
+        limit: int,
+        runner_id: str,
+        run_token: int,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+        expedited_only: bool = False,
+    ) -> list[ClaimedWork]:
+        params = {
+            "now": now,
+            "limit": limit,
+            "runner_id": runner_id,
+            "run_token": run_token,
+            "names": names,
+            **_constraint_params(constraints, constraints_met_ids),
+        }
+        rows = self._exec(
+            "work_claim_expedited" if expedited_only else "work_claim_available", params
+        ).fetchall()
+        if rows:
+            self.changed = True
+        return [
+            ClaimedWork(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                _tags(r[8]),
+                bool(r[9]),
+                tuple(r[10:15]),
+                bool(r[15]),
+            )
+            for r in rows
+        ]
+
+    def work_prerequisite_outputs(self, work_id: str) -> list[str]:
+        return [r[0] for r in self._exec("work_prerequisite_outputs", {"id": work_id})]
+
+    def work_schedule_fields(self, work_id: str) -> ScheduleFields | None:
+        row = self._exec("work_schedule_fields", {"id": work_id}).fetchone()
+        if row is None:
+            return None
+        return ScheduleFields(row[0], row[1], row[2], BackoffPolicy(row[3]), *row[4:])
+
+    def work_succeed_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool:
+        params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
+        return self._changed_rows("work_succeed_if_running", params) == 1
+
+    def work_fail_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool:
+        params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
+        return self._changed_rows("work_fail_if_running", params) == 1
+
+    def work_enqueue_if_running(
+        self,
+        work_id: str,
+        run_token: int,
+        *,
+        run_attempt_count: int,
+        last_enqueue_time: int,
+        next_run_time: int,
+        period_count: int,
+        stop_reason: int,
+        next_schedule_time_override: int | None,
+    ) -> bool:
+        params = {
+            "id": work_id,
+            "run_token": run_token,
+            "run_attempt_count": run_attempt_count,
+            "last_enqueue_time": last_enqueue_time,
+            "next_run_time": next_run_time,
+            "period_count": period_count,
+            "stop_reason": stop_reason,
+            "next_schedule_time_override": next_schedule_time_override,
+        }
+        return self._changed_rows("work_enqueue_if_running", params) == 1
+
+    def work_progress_set_if_running(self, work_id: str, run_token: int, progress: str) -> bool:
+        params = {"id": work_id, "run_token": run_token, "progress": progress}
+        return self._changed_rows("work_progress_set_if_running", params) == 1
+
+    def dependency_unblock(self, work_id: str, now: int) -> None:
+        # Two statements on purpose: the second's snapshot is taken after the first's locks
+        # are granted (see dependency_lock_dependents in queries.sql).
+        if self._exec("dependency_lock_dependents", {"id": work_id}).fetchall():
+            self._changed_rows("dependency_unblock", {"id": work_id, "now": now})
+
+    def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:
+        params = {"id": work_id, "now": now, "never": NEVER}
+        ids = [r[0] for r in self._exec("dependency_fail_dependents", params)]
+        if ids:
+            self.changed = True
+        return ids
+
+    def work_cancel_tree(self, ids: list[str], now: int) -> list[tuple[str, str | None]]:
+        params = {"ids": ids, "now": now, "never": NEVER}
+        rows = [(r[0], r[1]) for r in self._exec("work_cancel_tree", params)]
+        if rows:
+            self.changed = True
+        return rows
+
+    def work_unfinished_ids(self, *, tag: str | None = None, name: str | None = None) -> list[str]:
+        if tag is not None:
+            cursor = self._exec("work_unfinished_ids_by_tag", {"tag": tag})
+        elif name is not None:
+            cursor = self._exec("work_unfinished_ids_by_name", {"name": name})
+        else:
+            cursor = self._exec("work_unfinished_ids")
+        return [r[0] for r in cursor]
+
+    def work_set_next_run_time_if_enqueued(self, work_id: str, next_run_time: int) -> bool:
+        params = {"id": work_id, "next_run_time": next_run_time}
+        return self._changed_rows("work_set_next_run_time_if_enqueued", params) == 1
+
+    def runner_upsert(
+        self, *, id: str, host: str, boot_id: str, pid: int, process_started: float, now: int, workers: str
+    ) -> None:
+        params = {
+            "id": id,
+            "host": host,
+            "boot_id": boot_id,
+            "pid": pid,
+            "process_started": process_started,
+            "now": now,
+            "workers": workers,
+        }
+        self._exec("runner_upsert", params)
+
+    def runner_heartbeat(self, runner_id: str, now: int) -> bool:
+        # The row is stamped with the database's clock; ``now`` is the caller's and unused.
+        return self._exec("runner_heartbeat", {"id": runner_id}).rowcount == 1
+
+    def runner_delete(self, runner_id: str) -> None:
+        self._exec("runner_delete", {"id": runner_id})
+
+    def runner_list(self) -> list[RunnerRow]:
+        return [_runner(r) for r in self._exec("runner_list")]
+
+    def work_running_runner_ids(self) -> list[str | None]:
+        return [r[0] for r in self._exec("work_running_runner_ids")]
+
+    def work_rescue_runner(
+        self, runner_id: str | None, *, now: int, max_orphaned_runs: int, lost_output: str
+    ) -> list[tuple[str, int]]:
+        params = {
+            "runner_id": runner_id,
+            "now": now,
+            "never": NEVER,
+            "max_orphaned_runs": max_orphaned_runs,
+            "lost_output": lost_output,
+        }
+        rows = [(r[0], r[1]) for r in self._exec("work_rescue_runner", params)]
+        if rows:
+            self.changed = True
+        return rows
+
+    def work_prune_finished(self, *, older_than: int | None) -> int:
+        return self._changed_rows("work_prune_finished", {"older_than": older_than})
+
+    def preference_get(self, key: str) -> int | None:
+        row = self._exec("preference_get", {"key": key}).fetchone()
+        return None if row is None else int(row[0])
+
+    def preference_set(self, key: str, value: int) -> None:
+        self._exec("preference_set", {"key": key, "value": value})
+
+    # -- unique work and continuations ---------------------------------------------------------
+
+    def uniquename_lock(self, name: str, chain: str) -> str:
+        row = self._exec("uniquename_lock", {"name": name, "chain": chain}).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def uniquename_set_chain(self, name: str, chain: str) -> None:
+        self._exec("uniquename_set_chain", {"name": name, "chain": chain})
+
+    def workname_states(self, name: str) -> list[tuple[str, int, bool]]:
+        return [(r[0], r[1], bool(r[2])) for r in self._exec("workname_states", {"name": name})]
+
+    def work_delete(self, ids: list[str]) -> int:
+        return self._changed_rows("work_delete", {"ids": ids})
+
+    def work_update_target(self, work_id: str) -> UpdateTarget | None:
+        r = self._exec("work_update_target", {"id": work_id}).fetchone()
+        if r is None:
+            return None
+        fields = ScheduleFields(r[3], r[4], r[5], BackoffPolicy(r[6]), *r[7:12])
+        return UpdateTarget(r[0], r[1], _tags(r[2]), fields, r[12])
+
+    def work_update_if_unchanged(
+        self,
+        work_id: str,
+        row: NewWork,
+        *,
+        state: int,
+        generation: int,
+        next_run_time: int,
+        old_tags: tuple[str, ...],
+    ) -> bool:
+        params = {
+            name: getattr(row, name)
+            for name in (
+                "worker_name", "input", "input_merger", "initial_delay_ms", "interval_ms", "flex_ms",
+                "required_network_type", "requires_charging", "requires_battery_not_low",
+                "requires_device_idle", "requires_storage_not_low", "backoff_policy", "backoff_delay_ms",
+                "expedited", "out_of_quota_policy",
+            )
+        }  # fmt: skip
+        params |= {
+            "id": work_id,
+            "minimum_retention_ms": row.minimum_retention_ms,
+            "tags": _tags_json(row.tags),
+            "next_run_time": next_run_time,
+            "state": state,
+            "generation": generation,
+        }
+        if self._changed_rows("work_update_if_unchanged", params) != 1:
+            return False
+        # Tags are replaced wholesale, as on Android.
+        self._exec("worktag_delete", {"id": work_id, "tags": list(old_tags)})
+        if row.tags:
+            with self._conn.cursor() as cur:
+                cur.executemany(_Q["worktag_insert"], [(t, work_id) for t in row.tags])
+        return True
+
+
+class PostgresStorage:
+    """A PostgreSQL database (one schema of it), opened, checked and migrated."""
+
+    supports_listen = True
+
+    def __init__(self, url: str, configuration: Configuration, *, max_connections: int = 10) -> None:
+        self.url = url
+        self._conninfo, self.schema = parse_url(url)
+        self._kwargs: dict[str, Any] = {**_CONNECT_KWARGS, "options": f"-c search_path={self.schema}"}
+        #: Listeners on this channel hear every commit to this schema.
+        self.channel = f"workmanager_{self.schema}"
+        #: Marks this storage's own notifications, which its listeners ignore.
+        self._token = uuid.uuid4().hex
+        self._listeners: list[_Listener] = []
+        self._closed = False
+        self._migrate()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self._conninfo,
+            kwargs={**self._kwargs, "autocommit": True},
+            min_size=1,
+            max_size=max_connections,
+            name=f"workmanager-{self.schema}",
+            open=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({_redacted(self.url)!r})"
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def connect(self, **extra: Any) -> psycopg.Connection[Any]:
+        """A new connection of our own (not from the pool), search_path on our schema."""
+        return psycopg.connect(self._conninfo, **{**self._kwargs, **extra})
+
+    def _migrate(self) -> None:
+        where = _redacted(self.url)
+        try:
+            conn = self.connect(autocommit=True)
+        except psycopg.Error as exc:
+            raise errors.DatabaseOpenError(f"cannot open database {where!r}: {exc}") from exc
+        lock_key = zlib.crc32(f"workmanager.migrate.{self.schema}".encode())
+        with conn:
+            for number, name, migration in [(0, "", ""), *_MIGRATIONS]:
+                try:
+                    with conn.transaction():
+                        conn.execute(_Q["migrate_lock"], {"key": lock_key})
+                        conn.execute(sql.SQL(_Q["schema_create"]).format(schema=sql.Identifier(self.schema)))
+                        tables = {r[0] for r in conn.execute(_Q["schema_tables"], {"schema": self.schema})}
+                        if "workspec" in tables and "workmanager_schema_version" not in tables:
+                            raise errors.NotAWorkManagerDatabaseError(
+                                f"schema {self.schema!r} of {where!r} holds a workspec table that is not "
+                                "workmanager's; refusing to touch it"
+                            )
+                        conn.execute(_Q["schema_version_create"])
+                        row = conn.execute(_Q["schema_version_get"]).fetchone()
+                        current = int(row[0]) if row else 0
+                        if current > SCHEMA_VERSION:
+                            raise errors.SchemaTooNewError(
+                                f"schema {self.schema!r} of {where!r} has schema version {current}, newer "
+                                f"than this workmanager's {SCHEMA_VERSION}; upgrade workmanager to open it"
+                            )
+                        if number == 0 or number <= current:
+                            continue  # another process migrated while we waited for the lock
+                        log.info("applying migration %s to schema %s", name, self.schema)
+                        conn.execute(migration.encode())  # several statements: the simple protocol
+                        conn.execute(_Q["schema_version_set"], {"version": number})
+                except psycopg.Error as exc:
+                    if number == 0:
+                        raise errors.DatabaseOpenError(f"cannot open database {where!r}: {exc}") from exc
+                    raise errors.StorageError(
+                        f"migration {name} failed on schema {self.schema!r} of {where!r}: {exc}; the "
+                        f"schema is left at version {number - 1}"
+                    ) from exc
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        with self._pool.connection() as conn, conn.transaction():
+            tx = PostgresTransaction(conn)
+            yield tx
+            if tx.changed:
+                conn.execute(_Q["notify"], {"channel": self.channel, "payload": self._token})
+
+    @contextmanager
+    def transaction_on(self, connection: psycopg.Connection[Any]) -> Iterator[PostgresTransaction]:
+        """Write inside the caller's own connection and transaction (transactional enqueue).
+
+        Runs in a savepoint when the connection is in a transaction (so a failure here leaves
+        the caller's transaction usable), else in a transaction of its own. Nothing is visible
+        to workers until the caller commits; the notification goes out with that commit.
+        """
+        if not isinstance(connection, psycopg.Connection):
+            raise TypeError(f"connection= takes a psycopg 3 Connection, got {type(connection).__name__}")
+        with connection.transaction():
+            row = connection.execute(_Q["search_path_get"]).fetchone()
+            old_path = str(row[0]) if row else ""
+            connection.execute(_Q["search_path_set"], {"path": self.schema})
+            try:
+                tx = PostgresTransaction(connection)
+                yield tx
+                if tx.changed:
+                    # No token: this process's listeners must hear the caller's commit too.
+                    connection.execute(_Q["notify"], {"channel": self.channel, "payload": ""})
+            finally:
+                if not connection.broken:
+                    try:
+                        connection.execute(_Q["search_path_set"], {"path": old_path})
+                    except psycopg.Error:
+                        pass  # the transaction failed; rolling back restores the path anyway
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _read(self, name: str, params: Any = None) -> list[Any]:
+        with self._pool.connection() as conn:
+            return conn.execute(_Q[name], params).fetchall()
+
+    def work_info_by_id(self, work_id: str) -> InfoRow | None:
+        rows = self._read("work_info_by_id", {"id": work_id})
+        return _info(rows[0]) if rows else None
+
+    def work_info_by_tag(self, tag: str) -> list[InfoRow]:
+        return [_info(r) for r in self._read("work_info_by_tag", {"tag": tag})]
+
+    def work_info_by_name(self, name: str) -> list[InfoRow]:
+        return [_info(r) for r in self._read("work_info_by_name", {"name": name})]
+
+    def work_info_query(
+        self,
+        *,
+        ids: list[str] | None,
+        tags: list[str] | None,
+        names: list[str] | None,
+        states: list[int] | None,
+    ) -> list[InfoRow]:
+        params = {"ids": ids, "tags": tags, "names": names, "states": states}
+        return [_info(r) for r in self._read("work_info_query", params)]
+
+    def work_next_due(
+        self,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+    ) -> int | None:
+        params = {"names": names, **_constraint_params(constraints, constraints_met_ids)}
+        rows = self._read("work_next_due", params)
+        return int(rows[0][0]) if rows else None
+
+    def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]:
+        rows = self._read("work_owned_states", {"ids": ids})
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def work_count_by_state(self) -> dict[int, int]:
+        return {int(r[0]): int(r[1]) for r in self._read("work_count_by_state")}
+
+    def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(_Q["work_list"], {"state": state, "limit": limit})
+            columns = [d.name for d in cursor.description or ()]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def work_detail(self, work_id: str) -> dict[str, Any] | None:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(_Q["work_detail"], {"id": work_id})
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            return dict(zip([d.name for d in cursor.description or ()], row, strict=True))
+
+    def runner_list(self) -> list[RunnerRow]:
+        return [_runner(r) for r in self._read("runner_list")]
+
+    def work_running_runner_ids(self) -> list[str | None]:
+        return [r[0] for r in self._read("work_running_runner_ids")]
+
+    def preference_get(self, key: str) -> int | None:
+        rows = self._read("preference_get", {"key": key})
+        return int(rows[0][0]) if rows else None
+
+    def database_now_ms(self) -> int:
+        """The database's clock, which heartbeats are stamped with and leases judged by."""
+        return int(self._read("database_now_ms")[0][0])
+
+    # -- knowing about other processes' commits ------------------------------------------------
+
+    def listen(self, on_change: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_change`` (from a thread of ours) after each commit by another process.
+
+        Also once after every (re)connect, for what was missed meanwhile. Returns the
+        function that stops listening.
+        """
+        listener = _Listener(self, on_change)
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            listener.close()
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
+
+    @property
+    def listening(self) -> bool:
+        return any(listener.connected for listener in self._listeners)
+
+    def data_changed(self) -> bool:
+        """While a listener is connected, notifications tell; otherwise assume a change."""
+        listeners = list(self._listeners)
+        if not listeners:
+            return True
+        return any(listener.poll_due() for listener in listeners)
+
+    def watch_paths(self) -> Iterator[str]:
+        return iter(())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for listener in list(self._listeners):
+            listener.close()
+        self._listeners.clear()
+        self._pool.close()
+
+
+class _Listener:
+    """A thread holding one connection that LISTENs on the storage's channel."""
+
+    def __init__(self, storage: PostgresStorage, on_change: Callable[[], None]) -> None:
+        self._storage = storage
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._stop_token = f"stop:{uuid.uuid4().hex}"
+        self.connected = False
+        self._last_poll = 0.0
+        self._thread = threading.Thread(target=self._run, name="workmanager-listener", daemon=True)
+        self._thread.start()
+
+    def poll_due(self) -> bool:
+        """True while disconnected, and every _FALLBACK_S seconds anyway."""
+        now = time.monotonic()
+        if not self.connected or now - self._last_poll >= _FALLBACK_S:
+            self._last_poll = now
+            return True
+        return False
+
+    def _run(self) -> None:
+        delay = _RECONNECT_FIRST_S
+        outage_logged = False
+        storage = self._storage
+        listen = sql.SQL(_Q["listen"]).format(channel=sql.Identifier(storage.channel))
+        while not self._stop.is_set():
+            try:
+                with storage.connect(autocommit=True) as conn:
+                    conn.execute(listen)
+                    self.connected = True
+                    if outage_logged:
+                        log.warning("listening on %s again", storage.channel)
+                    outage_logged = False
+                    delay = _RECONNECT_FIRST_S
+                    self._on_change()  # whatever committed while we were not listening
+                    while not self._stop.is_set():
+                        for notify in conn.notifies(timeout=_PING_S):
+                            if notify.payload == self._stop_token:
+                                return
+                            if notify.payload != storage._token:
+                                self._on_change()
+                        if not self._stop.is_set():
+                            conn.execute(_Q["ping"])
+            except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return
+                if not outage_logged:
+                    log.warning(
+                        "lost the notification connection (%s); polling and reconnecting with backoff",
+                        str(exc).strip() or type(exc).__name__,
+                    )
+                    outage_logged = True
+            except Exception:  # never let the thread die silently
+                log.exception("listener failed; reconnecting")
+            finally:
+                self.connected = False
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, _RECONNECT_MAX_S)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.connected:
+            try:  # wake the thread at once instead of at its next ping
+                with self._storage._pool.connection(timeout=2) as conn:
+                    conn.execute(
+                        _Q["notify"], {"channel": self._storage.channel, "payload": self._stop_token}
+                    )
+            except Exception:  # the pool is closed or the server gone: the ping timeout ends it
+                pass
+        self._thread.join(timeout=_PING_S + 2)

@@ -1,0 +1,103 @@
+-- The first schema, the same tables and columns as SQLite's 0001_initial.sql.
+-- Times are epoch milliseconds (UTC); durations are milliseconds. States use Android's
+-- codes: ENQUEUED 0, RUNNING 1, SUCCEEDED 2, FAILED 3, BLOCKED 4, CANCELLED 5.
+-- Runs inside the schema named by the URL (search_path), under the migration advisory lock.
+
+CREATE TABLE workspec (
+    id                        TEXT PRIMARY KEY,          -- uuid, canonical text form
+    worker_name               TEXT NOT NULL,             -- registry name; never imported
+    tags                      TEXT NOT NULL DEFAULT '[]', -- JSON list; worktag indexes it
+    state                     SMALLINT NOT NULL,
+    input                     TEXT NOT NULL DEFAULT '{}',
+    output                    TEXT NOT NULL DEFAULT '{}',
+    progress                  TEXT,                      -- NULL unless running
+    input_merger              TEXT NOT NULL DEFAULT 'OverwritingInputMerger',
+    initial_delay_ms          BIGINT NOT NULL DEFAULT 0,
+    interval_ms               BIGINT NOT NULL DEFAULT 0, -- 0: one-time work
+    cron                      TEXT,                      -- periodic on a cron schedule, else NULL
+    cron_timezone             TEXT,                      -- IANA zone the cron expression is read in
+    flex_ms                   BIGINT NOT NULL DEFAULT 0,
+    required_network_type     INTEGER NOT NULL DEFAULT 0,
+    requires_charging         INTEGER NOT NULL DEFAULT 0,
+    requires_battery_not_low  INTEGER NOT NULL DEFAULT 0,
+    requires_device_idle      INTEGER NOT NULL DEFAULT 0,
+    requires_storage_not_low  INTEGER NOT NULL DEFAULT 0,
+    run_attempt_count         INTEGER NOT NULL DEFAULT 0,
+    backoff_policy            INTEGER NOT NULL DEFAULT 0,
+    backoff_delay_ms          BIGINT NOT NULL DEFAULT 30000,
+    last_enqueue_time         BIGINT NOT NULL DEFAULT -1,
+    next_run_time             BIGINT NOT NULL,           -- when ENQUEUED work may start; a huge value: never
+    minimum_retention_ms      BIGINT NOT NULL DEFAULT 0,
+    expedited                 INTEGER NOT NULL DEFAULT 0,
+    out_of_quota_policy       INTEGER NOT NULL DEFAULT 0,
+    period_count              INTEGER NOT NULL DEFAULT 0,
+    generation                INTEGER NOT NULL DEFAULT 0,
+    next_schedule_time_override BIGINT,
+    stop_reason               INTEGER NOT NULL DEFAULT -256,
+    runner_id                 TEXT,                      -- the process running it (RUNNING only)
+    run_token                 BIGINT,                    -- fences a run: only its current owner may finish it
+    orphan_count              INTEGER NOT NULL DEFAULT 0, -- runs lost to dead processes in a row
+    created_at                BIGINT NOT NULL,
+    finished_at               BIGINT
+);
+
+-- The claim: ENQUEUED rows in start order, and nothing else (a partial index stays small
+-- however much finished work is kept).
+CREATE INDEX workspec_claim ON workspec (next_run_time) WHERE state = 0;
+-- Expedited work is claimed ahead of the rest; only waiting expedited rows are indexed.
+CREATE INDEX workspec_expedited_due ON workspec (next_run_time) WHERE state = 0 AND expedited = 1;
+-- Counts and lists by state.
+CREATE INDEX workspec_state ON workspec (state);
+-- Rescue looks only at running rows.
+CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
+
+-- Work by tag; removed with its work by the foreign key.
+CREATE TABLE worktag (
+    tag     TEXT NOT NULL,
+    work_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    PRIMARY KEY (tag, work_id)
+);
+CREATE INDEX worktag_work ON worktag (work_id);
+
+-- One row per unique work name ever used: the database's guard on unique work (see the
+-- SQLite schema). uniquename_lock's upsert holds this row's lock to the end of the
+-- transaction, so concurrent enqueues of one name, from any machine, run one after another.
+CREATE TABLE uniquename (
+    name  TEXT PRIMARY KEY,
+    chain TEXT NOT NULL,                                 -- id of the chain's first request
+    UNIQUE (name, chain)
+);
+
+CREATE TABLE workname (
+    name    TEXT NOT NULL,
+    work_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    chain   TEXT NOT NULL,
+    PRIMARY KEY (name, work_id),
+    FOREIGN KEY (name, chain) REFERENCES uniquename (name, chain)
+);
+CREATE INDEX workname_work ON workname (work_id);
+
+CREATE TABLE dependency (
+    work_id         TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    prerequisite_id TEXT NOT NULL REFERENCES workspec (id) ON DELETE CASCADE,
+    PRIMARY KEY (work_id, prerequisite_id)
+);
+CREATE INDEX dependency_prerequisite ON dependency (prerequisite_id);
+
+-- One row per live process that runs work. heartbeat_at is on the database's clock, so
+-- processes on different machines judge each other's leases by one clock.
+CREATE TABLE runner (
+    id               TEXT PRIMARY KEY,
+    host             TEXT NOT NULL,
+    boot_id          TEXT NOT NULL,
+    pid              INTEGER NOT NULL,
+    process_started  DOUBLE PRECISION NOT NULL,          -- the process's start time, to tell pid reuse
+    started_at       BIGINT NOT NULL,
+    heartbeat_at     BIGINT NOT NULL,
+    workers          TEXT NOT NULL DEFAULT '[]'          -- JSON list of the names it can run
+);
+
+CREATE TABLE preference (
+    key   TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);

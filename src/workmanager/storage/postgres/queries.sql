@@ -1,0 +1,403 @@
+-- Every statement the PostgreSQL backend runs, by name: the same names as sqlite/queries.sql
+-- (a test checks), then a few this backend alone needs. Placeholders are psycopg's: %(name)s,
+-- or %s where the caller passes a tuple in the order of sqlite's positional statements.
+-- Lists (ids, tags, names) come in as text[] / int[] arrays where SQLite takes JSON.
+--
+-- Under READ COMMITTED a guarded UPDATE re-checks its WHERE against the row's newest version
+-- after waiting for a lock, so "state = 1 AND run_token = ..." still fences a lost race.
+-- Decisions that read one row and write another (unblocking a dependent, enqueuing behind
+-- a prerequisite) first lock the row they read; see the comments at those statements.
+
+-- name: work_insert
+-- Positional, in NewWork's field order (tags as JSON).
+INSERT INTO workspec (
+    id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
+    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
+    cron_timezone, tags)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+    %s);
+
+-- name: worktag_insert
+INSERT INTO worktag (tag, work_id) VALUES (%s, %s) ON CONFLICT DO NOTHING;
+
+-- name: workname_insert
+-- The row joins the name's live chain; uniquename_lock must have run in this transaction
+-- (without it the chain is NULL and the insert fails: no unique work bypasses the guard).
+INSERT INTO workname (name, work_id, chain)
+VALUES (%(name)s, %(work_id)s, (SELECT chain FROM uniquename WHERE name = %(name)s));
+
+-- name: dependency_insert
+INSERT INTO dependency (work_id, prerequisite_id) VALUES (%s, %s) ON CONFLICT DO NOTHING;
+
+-- name: work_states_by_ids
+-- FOR SHARE: a prerequisite's state decides the new row's state, so the prerequisite must
+-- not finish (and cascade, missing the uncommitted dependent) until this transaction ends.
+SELECT id, state FROM workspec WHERE id = ANY(%(ids)s::text[]) FOR SHARE;
+
+-- name: work_claim_available
+-- Claim up to %(limit)s runnable rows for %(runner_id)s in one statement. SKIP LOCKED: rows
+-- another worker is claiming right now are passed over, not waited for. %(names)s: runnable
+-- worker names, or NULL when this process can run any name. Constraint answers as in SQLite.
+UPDATE workspec AS w
+SET state = 1, run_attempt_count = w.run_attempt_count + 1, stop_reason = -256,
+    runner_id = %(runner_id)s, run_token = %(run_token)s
+FROM (
+    SELECT id FROM workspec
+    WHERE state = 0 AND next_run_time <= %(now)s
+      AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+      AND ((required_network_type = 0
+            OR (required_network_type = 1 AND %(net_connected)s)
+            OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
+            OR (required_network_type = 3 AND %(net_not_roaming)s)
+            OR (required_network_type = 4 AND %(net_metered)s))
+           AND (requires_charging = 0 OR %(charging)s)
+           AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
+           AND (requires_device_idle = 0 OR %(device_idle)s)
+           AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+           OR id = ANY(%(constraints_met_ids)s::text[]))
+    ORDER BY next_run_time
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED) AS claimable
+WHERE w.id = claimable.id
+RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.generation, w.interval_ms,
+    w.run_token, w.tags,
+    EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.expedited;
+
+-- name: work_claim_expedited
+-- work_claim_available for expedited work only, claimed first: a partial index holds just
+-- the waiting expedited rows.
+UPDATE workspec AS w
+SET state = 1, run_attempt_count = w.run_attempt_count + 1, stop_reason = -256,
+    runner_id = %(runner_id)s, run_token = %(run_token)s
+FROM (
+    SELECT id FROM workspec
+    WHERE state = 0 AND expedited = 1 AND next_run_time <= %(now)s
+      AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+      AND ((required_network_type = 0
+            OR (required_network_type = 1 AND %(net_connected)s)
+            OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
+            OR (required_network_type = 3 AND %(net_not_roaming)s)
+            OR (required_network_type = 4 AND %(net_metered)s))
+           AND (requires_charging = 0 OR %(charging)s)
+           AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
+           AND (requires_device_idle = 0 OR %(device_idle)s)
+           AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+           OR id = ANY(%(constraints_met_ids)s::text[]))
+    ORDER BY next_run_time
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED) AS claimable
+WHERE w.id = claimable.id
+RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.generation, w.interval_ms,
+    w.run_token, w.tags,
+    EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.expedited;
+
+-- name: work_next_due
+-- When the earliest waiting work (this process can run) becomes due.
+SELECT next_run_time FROM workspec
+WHERE state = 0 AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+      AND ((required_network_type = 0
+            OR (required_network_type = 1 AND %(net_connected)s)
+            OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
+            OR (required_network_type = 3 AND %(net_not_roaming)s)
+            OR (required_network_type = 4 AND %(net_metered)s))
+           AND (requires_charging = 0 OR %(charging)s)
+           AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
+           AND (requires_device_idle = 0 OR %(device_idle)s)
+           AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+           OR id = ANY(%(constraints_met_ids)s::text[]))
+ORDER BY next_run_time
+LIMIT 1;
+
+-- name: work_prerequisite_outputs
+SELECT p.output FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id WHERE d.work_id = %(id)s;
+
+-- name: work_schedule_fields
+SELECT interval_ms, flex_ms, initial_delay_ms, backoff_policy, backoff_delay_ms, last_enqueue_time,
+    period_count, run_attempt_count, next_schedule_time_override, cron, cron_timezone
+FROM workspec WHERE id = %(id)s;
+
+-- name: work_succeed_if_running
+UPDATE workspec
+SET state = 2, output = %(output)s, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+    finished_at = %(now)s
+WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
+
+-- name: work_fail_if_running
+UPDATE workspec
+SET state = 3, output = %(output)s, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+    finished_at = %(now)s
+WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
+
+-- name: work_enqueue_if_running
+-- Back to ENQUEUED: retry, the next period, or a stop.
+UPDATE workspec
+SET state = 0, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+    run_attempt_count = %(run_attempt_count)s, last_enqueue_time = %(last_enqueue_time)s,
+    next_run_time = %(next_run_time)s, period_count = %(period_count)s, stop_reason = %(stop_reason)s,
+    next_schedule_time_override = %(next_schedule_time_override)s
+WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
+
+-- name: work_progress_set_if_running
+UPDATE workspec SET progress = %(progress)s WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
+
+-- name: dependency_lock_dependents
+-- (PostgreSQL only) Run before dependency_unblock, as its own statement: two prerequisites
+-- of one dependent finishing in two concurrent transactions would each see the other still
+-- unfinished and neither would unblock it. Locking the dependent makes the second wait for
+-- the first to commit; its dependency_unblock then reads a snapshot that includes it.
+SELECT w.id FROM workspec w
+WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = %(id)s) AND w.state = 4
+ORDER BY w.id
+FOR UPDATE OF w;
+
+-- name: dependency_unblock
+-- BLOCKED dependents of %(id)s whose prerequisites all SUCCEEDED become ENQUEUED;
+-- the initial delay counts from now, as on Android.
+UPDATE workspec AS w
+SET state = 0, last_enqueue_time = %(now)s, next_run_time = %(now)s + w.initial_delay_ms
+WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = %(id)s)
+  AND w.state = 4
+  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
+                  WHERE d.work_id = w.id AND p.state <> 2);
+
+-- name: dependency_fail_dependents
+-- Every transitive dependent of %(id)s that is not finished becomes FAILED.
+WITH RECURSIVE dependent(id) AS (
+    SELECT work_id FROM dependency WHERE prerequisite_id = %(id)s
+    UNION
+    SELECT d.work_id FROM dependency d JOIN dependent ON d.prerequisite_id = dependent.id)
+UPDATE workspec SET state = 3, finished_at = %(now)s, next_run_time = %(never)s, runner_id = NULL
+WHERE id IN (SELECT id FROM dependent) AND state NOT IN (2, 3, 5)
+RETURNING id;
+
+-- name: work_cancel_tree
+-- Cancel the roots and every transitive dependent that is not finished. A finished root is
+-- not changed, but its dependents are (Android's cancel by id).
+WITH RECURSIVE target(id) AS (
+    SELECT unnest(%(ids)s::text[])
+    UNION
+    SELECT d.work_id FROM dependency d JOIN target ON d.prerequisite_id = target.id)
+UPDATE workspec
+SET state = 5, stop_reason = 1, finished_at = %(now)s, next_run_time = %(never)s, progress = NULL
+WHERE id IN (SELECT id FROM target) AND state NOT IN (2, 3, 5)
+RETURNING id, runner_id;
+
+-- name: work_unfinished_ids_by_tag
+SELECT work_id FROM worktag t JOIN workspec w ON w.id = t.work_id
+WHERE t.tag = %(tag)s AND w.state NOT IN (2, 3, 5);
+
+-- name: work_unfinished_ids_by_name
+SELECT work_id FROM workname n JOIN workspec w ON w.id = n.work_id
+WHERE n.name = %(name)s AND w.state NOT IN (2, 3, 5);
+
+-- name: work_unfinished_ids
+SELECT id FROM workspec WHERE state IN (0, 1, 4);
+
+-- name: work_owned_states
+SELECT id, state, run_token, stop_reason FROM workspec WHERE id = ANY(%(ids)s::text[]);
+
+-- name: work_info_by_id
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, w.tags
+FROM workspec w WHERE w.id = %(id)s;
+
+-- name: work_info_by_tag
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, w.tags
+FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = %(tag)s
+ORDER BY w.created_at, w.id;
+
+-- name: work_info_by_name
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, w.tags
+FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = %(name)s
+ORDER BY w.created_at, w.id;
+
+-- name: work_info_query
+-- A WorkQuery: each component is an array, or NULL when absent.
+SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
+    w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
+    w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
+    w.stop_reason, w.tags
+FROM workspec w
+WHERE (%(ids)s::text[] IS NULL OR w.id = ANY(%(ids)s::text[]))
+  AND (%(states)s::int[] IS NULL OR w.state = ANY(%(states)s::int[]))
+  AND (%(tags)s::text[] IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag = ANY(%(tags)s::text[])))
+  AND (%(names)s::text[] IS NULL OR w.id IN (SELECT work_id FROM workname
+                                             WHERE name = ANY(%(names)s::text[])))
+ORDER BY w.created_at, w.id;
+
+-- name: work_count_by_state
+SELECT state, count(*) FROM workspec GROUP BY state;
+
+-- name: work_list
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags
+FROM workspec w
+WHERE (%(state)s::int IS NULL OR w.state = %(state)s::int)
+ORDER BY w.created_at DESC, w.id
+LIMIT %(limit)s;
+
+-- name: work_detail
+SELECT * FROM workspec WHERE id = %(id)s;
+
+-- name: runner_upsert
+-- heartbeat_at on the database's clock (see runner_heartbeat); started_at on the caller's.
+INSERT INTO runner (id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers)
+VALUES (%(id)s, %(host)s, %(boot_id)s, %(pid)s, %(process_started)s, %(now)s,
+        (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %(workers)s)
+ON CONFLICT (id) DO UPDATE
+SET host = EXCLUDED.host, boot_id = EXCLUDED.boot_id, pid = EXCLUDED.pid,
+    process_started = EXCLUDED.process_started, started_at = EXCLUDED.started_at,
+    heartbeat_at = EXCLUDED.heartbeat_at, workers = EXCLUDED.workers;
+
+-- name: runner_heartbeat
+-- The database's clock, not the caller's: runners on several machines, one clock to judge
+-- leases by (compare database_now_ms).
+UPDATE runner SET heartbeat_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+WHERE id = %(id)s;
+
+-- name: runner_delete
+DELETE FROM runner WHERE id = %(id)s;
+
+-- name: runner_list
+SELECT id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers FROM runner;
+
+-- name: work_running_runner_ids
+SELECT DISTINCT runner_id FROM workspec WHERE state = 1;
+
+-- name: work_rescue_runner
+-- Running work of a dead process: back to ENQUEUED at once (its attempt counted), or FAILED
+-- once it has been orphaned %(max_orphaned_runs)s times in a row (a crash loop).
+UPDATE workspec
+SET state = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN 3 ELSE 0 END,
+    stop_reason = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN -129 ELSE -512 END,
+    output = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN %(lost_output)s ELSE output END,
+    finished_at = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN %(now)s ELSE finished_at END,
+    next_run_time = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN %(never)s ELSE %(now)s END,
+    orphan_count = orphan_count + 1, progress = NULL, runner_id = NULL, run_token = NULL
+WHERE state = 1 AND runner_id IS NOT DISTINCT FROM %(runner_id)s::text
+RETURNING id, state;
+
+-- name: work_prune_finished
+DELETE FROM workspec
+WHERE state IN (2, 3, 5)
+  AND (%(older_than)s::bigint IS NULL OR last_enqueue_time + minimum_retention_ms < %(older_than)s::bigint)
+  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec w2 ON w2.id = d.work_id
+                  WHERE d.prerequisite_id = workspec.id AND w2.state NOT IN (2, 3, 5));
+
+-- name: preference_get
+SELECT value FROM preference WHERE key = %(key)s;
+
+-- name: preference_set
+INSERT INTO preference (key, value) VALUES (%(key)s, %(value)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+
+-- name: work_set_next_run_time_if_enqueued
+UPDATE workspec SET next_run_time = %(next_run_time)s WHERE id = %(id)s AND state = 0;
+
+-- Unique work and continuations (engine/enqueue.py) ------------------------------------------
+
+-- name: uniquename_lock
+-- Creates the name's row or touches it; either way this transaction holds the row's lock
+-- until it ends, so every enqueue of one name runs after the last. Returns the live chain.
+INSERT INTO uniquename (name, chain) VALUES (%(name)s, %(chain)s)
+ON CONFLICT (name) DO UPDATE SET chain = uniquename.chain
+RETURNING chain;
+
+-- name: uniquename_set_chain
+UPDATE uniquename SET chain = %(chain)s WHERE name = %(name)s;
+
+-- name: workname_states
+-- FOR SHARE OF w: the states decide what the new work waits for (APPEND), so none of these
+-- rows may finish, and miss the new dependent, before this transaction commits.
+SELECT w.id, w.state, EXISTS (SELECT 1 FROM dependency d WHERE d.prerequisite_id = w.id)
+FROM workname n JOIN workspec w ON w.id = n.work_id
+WHERE n.name = %(name)s
+ORDER BY w.created_at, w.id
+FOR SHARE OF w;
+
+-- name: work_delete
+DELETE FROM workspec WHERE id = ANY(%(ids)s::text[]);
+
+-- name: work_update_target
+SELECT state, generation, tags, interval_ms, flex_ms, initial_delay_ms, backoff_policy,
+    backoff_delay_ms, last_enqueue_time, period_count, run_attempt_count,
+    next_schedule_time_override, next_run_time
+FROM workspec WHERE id = %(id)s;
+
+-- name: work_update_if_unchanged
+UPDATE workspec
+SET worker_name = %(worker_name)s, input = %(input)s, input_merger = %(input_merger)s,
+    initial_delay_ms = %(initial_delay_ms)s, interval_ms = %(interval_ms)s, flex_ms = %(flex_ms)s,
+    required_network_type = %(required_network_type)s, requires_charging = %(requires_charging)s,
+    requires_battery_not_low = %(requires_battery_not_low)s, requires_device_idle = %(requires_device_idle)s,
+    requires_storage_not_low = %(requires_storage_not_low)s, backoff_policy = %(backoff_policy)s,
+    backoff_delay_ms = %(backoff_delay_ms)s, minimum_retention_ms = %(minimum_retention_ms)s,
+    expedited = %(expedited)s, out_of_quota_policy = %(out_of_quota_policy)s, tags = %(tags)s,
+    next_run_time = %(next_run_time)s, generation = generation + 1
+WHERE id = %(id)s AND state = %(state)s AND generation = %(generation)s;
+
+-- name: worktag_delete
+DELETE FROM worktag WHERE work_id = %(id)s AND tag = ANY(%(tags)s::text[]);
+
+-- PostgreSQL only ------------------------------------------------------------------------------
+
+-- name: notify
+-- Wakes every listener on the channel once this transaction commits (never before).
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: listen
+-- The channel is an identifier, not a parameter: {channel} is filled with a quoted
+-- identifier (psycopg.sql.Identifier) from a name validated when the storage was opened.
+LISTEN {channel};
+
+-- name: database_now_ms
+-- The one clock leases are judged by.
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+
+-- name: search_path_get
+SELECT current_setting('search_path');
+
+-- name: search_path_set
+-- is_local: true, so it ends with the transaction (used on a caller's connection).
+SELECT set_config('search_path', %(path)s, true);
+
+-- name: migrate_lock
+-- Held to the end of the migration's transaction: processes starting at once migrate in turn.
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: schema_create
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+-- name: schema_version_create
+CREATE TABLE IF NOT EXISTS workmanager_schema_version (
+    version    INTEGER NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- name: schema_version_get
+SELECT coalesce(max(version), 0) FROM workmanager_schema_version;
+
+-- name: schema_version_set
+INSERT INTO workmanager_schema_version (version) VALUES (%(version)s);
+
+-- name: schema_tables
+-- The tables already in the schema: a workspec table without our version table is not ours.
+SELECT tablename FROM pg_tables WHERE schemaname = %(schema)s;
+
+-- name: ping
+-- The listener's check that its idle connection still reaches the server.
+SELECT 1;

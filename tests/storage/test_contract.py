@@ -1,0 +1,824 @@
+"""One contract, every backend: the Storage / Transaction methods on SQLite and on PostgreSQL.
+
+Each PostgreSQL test runs in a schema of its own (``?schema=``), created by opening the
+storage and dropped afterwards, so tests cannot see each other. The server is
+``$WORKMANAGER_TEST_POSTGRES`` (default: the machine's, postgres@127.0.0.1:5432/test). When
+it cannot be reached the PostgreSQL tests skip — unless ``CI`` is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workmanager import errors
+from workmanager.config import Configuration
+from workmanager.info import State
+from workmanager.storage import open_storage
+from workmanager.storage._queries import load_queries
+from workmanager.storage.base import NEVER, NewWork, Storage
+
+POSTGRES_URL = os.environ.get("WORKMANAGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgres"]
+
+ENQUEUED, RUNNING, SUCCEEDED, FAILED, BLOCKED, CANCELLED = (s.value for s in State)
+TOKEN = 1234567
+NOW = 1_700_000_000_000
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+def require_postgres() -> None:
+    """Skip without a server; fail instead when CI is set (a missing service must not pass CI)."""
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except Exception as exc:
+        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class Backend:
+    """Opens storages on one fresh database (a SQLite file, or a PostgreSQL schema)."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+        if kind == "sqlite":
+            self.url = str(tmp_path / "contract.db")
+        else:
+            sep = "&" if "?" in POSTGRES_URL else "?"
+            self.url = f"{POSTGRES_URL}{sep}schema={self.schema}"
+        self.opened: list[Storage] = []
+
+    def open(self, configuration: Configuration | None = None) -> Storage:
+        storage = open_storage(self.url, configuration or Configuration())
+        self.opened.append(storage)
+        return storage
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Raw SQL beside the storage (test set-up only); ``?`` placeholders on both."""
+        if self.kind == "sqlite":
+            import sqlite3
+
+            with sqlite3.connect(self.url) as conn:
+                return conn.execute(statement, params).fetchall()
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
+            cur = conn.execute(statement.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        for storage in reversed(self.opened):
+            storage.close()
+        if self.kind == "postgres":
+            drop_schema(self.schema)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "postgres":
+        require_postgres()
+    b = Backend(request.param, tmp_path)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def storage(backend: Backend) -> Storage:
+    return backend.open()
+
+
+def work(
+    work_id: str | None = None,
+    *,
+    state: int = ENQUEUED,
+    worker: str = "w",
+    next_run_time: int = 0,
+    tags: tuple[str, ...] = (),
+    names: tuple[str, ...] = (),
+    prerequisites: tuple[str, ...] = (),
+    retention_ms: int = 0,
+    last_enqueue_time: int = 0,
+    created_at: int = NOW,
+    charging: int = 0,
+    interval_ms: int = 0,
+) -> NewWork:
+    return NewWork(
+        id=work_id or str(uuid.uuid4()),
+        worker_name=worker,
+        state=state,
+        input="{}",
+        input_merger="OverwritingInputMerger",
+        initial_delay_ms=0,
+        interval_ms=interval_ms,
+        flex_ms=interval_ms,
+        required_network_type=0,
+        requires_charging=charging,
+        requires_battery_not_low=0,
+        requires_device_idle=0,
+        requires_storage_not_low=0,
+        backoff_policy=0,
+        backoff_delay_ms=30_000,
+        last_enqueue_time=last_enqueue_time,
+        next_run_time=next_run_time if state == ENQUEUED else NEVER,
+        minimum_retention_ms=retention_ms,
+        expedited=0,
+        out_of_quota_policy=0,
+        stop_reason=-256,
+        created_at=created_at,
+        finished_at=None,
+        tags=tags,
+        names=names,
+        prerequisites=prerequisites,
+    )
+
+
+def insert(storage: Storage, *rows: NewWork) -> list[str]:
+    with storage.transaction() as tx:
+        tx.work_insert(list(rows))
+    return [r.id for r in rows]
+
+
+def claim(
+    storage: Storage, limit: int = 10, *, token: int = TOKEN, runner: str = "r1", **kw: Any
+) -> list[str]:
+    with storage.transaction() as tx:
+        claimed = tx.work_claim_available(
+            now=kw.pop("now", NOW),
+            limit=limit,
+            runner_id=runner,
+            run_token=token,
+            names=kw.pop("names", None),
+            **kw,
+        )
+    return [c.id for c in claimed]
+
+
+def state_of(storage: Storage, work_id: str) -> int | None:
+    row = storage.work_info_by_id(work_id)
+    return None if row is None else row.state
+
+
+# -- the queries themselves ---------------------------------------------------------------------------
+
+
+def test_postgres_queries_file_has_every_name_the_sqlite_file_has() -> None:
+    sqlite_names = set(load_queries("workmanager.storage.sqlite"))
+    postgres_names = set(load_queries("workmanager.storage.postgres"))
+    assert sqlite_names <= postgres_names, sorted(sqlite_names - postgres_names)
+
+
+def test_postgres_claims_skip_locked_rows_in_one_statement() -> None:
+    claim_sql = load_queries("workmanager.storage.postgres")["work_claim_available"]
+    assert claim_sql.count(";") == 1 and "FOR UPDATE SKIP LOCKED" in claim_sql
+
+
+# -- insert and read ----------------------------------------------------------------------------------
+
+
+def test_inserted_work_reads_back_by_id_tag_name_and_query(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.uniquename_lock("daily", "chain-1") == "chain-1"
+        tx.work_insert([work("a", tags=("t1", "t2"), names=("daily",)), work("b", tags=("t1",))])
+
+    a = storage.work_info_by_id("a")
+    assert a is not None and a.state == ENQUEUED and set(a.tags) == {"t1", "t2"}
+    assert storage.work_info_by_id("missing") is None
+    assert [r.id for r in storage.work_info_by_tag("t1")] == ["a", "b"]
+    assert [r.id for r in storage.work_info_by_name("daily")] == ["a"]
+    assert [r.id for r in storage.work_info_query(ids=None, tags=["t2"], names=None, states=None)] == ["a"]
+    assert {r.id for r in storage.work_info_query(ids=["a", "b"], tags=None, names=None, states=[0])} == {
+        "a",
+        "b",
+    }
+    assert storage.work_info_query(ids=None, tags=None, names=None, states=[SUCCEEDED]) == []
+    assert storage.work_count_by_state() == {ENQUEUED: 2}
+    listed = storage.work_list(state=None, limit=10)
+    assert {row["id"] for row in listed} == {"a", "b"} and "worker_name" in listed[0]
+    detail = storage.work_detail("a")
+    assert detail is not None and detail["worker_name"] == "w"
+    assert storage.work_detail("missing") is None
+
+
+def test_inserting_an_existing_id_raises_and_writes_nothing(storage: Storage) -> None:
+    insert(storage, work("a"))
+    with pytest.raises(errors.WorkAlreadyExistsError), storage.transaction() as tx:
+        tx.work_insert([work("b"), work("a")])
+    assert state_of(storage, "b") is None
+    insert(storage, work("c"))  # the storage is still usable
+    assert state_of(storage, "c") == ENQUEUED
+
+
+def test_many_rows_insert_in_one_transaction(storage: Storage) -> None:
+    rows = [work(tags=("bulk",)) for _ in range(500)]
+    insert(storage, *rows)
+    assert storage.work_count_by_state() == {ENQUEUED: 500}
+    assert len(storage.work_info_by_tag("bulk")) == 500
+
+
+def test_preferences_round_trip(storage: Storage) -> None:
+    assert storage.preference_get("k") is None
+    with storage.transaction() as tx:
+        tx.preference_set("k", 5)
+        tx.preference_set("k", 7)
+        assert tx.preference_get("k") == 7
+    assert storage.preference_get("k") == 7
+
+
+def test_a_failed_transaction_leaves_nothing(storage: Storage) -> None:
+    with pytest.raises(RuntimeError), storage.transaction() as tx:
+        tx.work_insert([work("a")])
+        raise RuntimeError("boom")
+    assert state_of(storage, "a") is None
+
+
+# -- claims -------------------------------------------------------------------------------------------
+
+
+def test_claim_takes_due_rows_in_order_up_to_the_limit(storage: Storage) -> None:
+    insert(
+        storage,
+        work("late", next_run_time=NOW + 1000),
+        work("b", next_run_time=20),
+        work("a", next_run_time=10),
+    )
+    with storage.transaction() as tx:
+        claimed = tx.work_claim_available(now=NOW, limit=1, runner_id="r1", run_token=TOKEN, names=None)
+    assert [c.id for c in claimed] == ["a"]
+    assert claimed[0].run_attempt_count == 1 and claimed[0].run_token == TOKEN
+    assert claim(storage, 10) == ["b"]
+    assert claim(storage, 10) == []
+    assert storage.work_next_due(None) == NOW + 1000
+    assert claim(storage, 10, now=NOW + 1000) == ["late"]
+    assert storage.work_next_due(None) is None
+
+
+def test_claim_filters_by_worker_name_and_constraints(storage: Storage) -> None:
+    insert(storage, work("x", worker="other"), work("plugged", charging=1), work("plain"))
+    unplugged = {
+        "net_connected": 1, "net_unmetered": 1, "net_not_roaming": 1, "net_metered": 1,
+        "charging": 0, "battery_not_low": 1, "device_idle": 1, "storage_not_low": 1,
+    }  # fmt: skip
+    assert claim(storage, names=["w"], constraints=unplugged) == ["plain"]
+    assert storage.work_next_due(["w"], unplugged) is None
+    assert storage.work_next_due(["w"], unplugged, ["plugged"]) == 0
+    assert claim(storage, names=["w"], constraints=unplugged, constraints_met_ids=["plugged"]) == ["plugged"]
+    assert claim(storage, names=["other"]) == ["x"]
+
+
+def test_claims_from_many_connections_never_share_a_row(backend: Backend) -> None:
+    first = backend.open()
+    insert(first, *[work() for _ in range(200)])
+    storages = [first, *[backend.open() for _ in range(3)]]
+    got: list[list[str]] = [[] for _ in storages]
+    failures: list[BaseException] = []
+
+    def drain(index: int) -> None:
+        try:
+            while True:
+                ids = claim(storages[index], 7, runner=f"r{index}", token=index + 1)
+                if not ids:
+                    return
+                got[index].extend(ids)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(storages))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    claimed = [i for ids in got for i in ids]
+    assert len(claimed) == 200 and len(set(claimed)) == 200
+    assert first.work_count_by_state() == {RUNNING: 200}
+
+
+def test_postgres_claim_passes_over_rows_another_transaction_is_claiming(backend: Backend) -> None:
+    if backend.kind != "postgres":
+        pytest.skip("SQLite has one writer at a time: a second claim waits instead")
+    one, two = backend.open(), backend.open()
+    insert(one, *[work(f"w{i}", next_run_time=i) for i in range(6)])
+    with one.transaction() as tx:
+        mine = [
+            c.id for c in tx.work_claim_available(now=NOW, limit=3, runner_id="a", run_token=1, names=None)
+        ]
+        # Not committed yet: the other connection neither waits nor takes these rows.
+        started = time.monotonic()
+        theirs = claim(two, 10, runner="b", token=2)
+        assert time.monotonic() - started < 2
+    assert mine == ["w0", "w1", "w2"] and sorted(theirs) == ["w3", "w4", "w5"]
+
+
+# -- guarded state changes and fencing ----------------------------------------------------------------
+
+
+def test_finishing_needs_the_current_run_token(storage: Storage) -> None:
+    insert(storage, work("a"))
+    claim(storage)
+    with storage.transaction() as tx:
+        assert not tx.work_succeed_if_running("a", TOKEN + 1, '{"x":1}', NOW)
+        assert not tx.work_progress_set_if_running("a", TOKEN + 1, '{"p":1}')
+        assert tx.work_progress_set_if_running("a", TOKEN, '{"p":1}')
+    assert storage.work_info_by_id("a").progress == '{"p":1}'  # type: ignore[union-attr]
+    with storage.transaction() as tx:
+        assert tx.work_succeed_if_running("a", TOKEN, '{"x":1}', NOW)
+        assert not tx.work_succeed_if_running("a", TOKEN, '{"x":2}', NOW)  # already finished
+    info = storage.work_info_by_id("a")
+    assert info is not None and info.state == SUCCEEDED and info.output == '{"x":1}' and info.progress is None
+
+
+def test_transitions_after_a_cancel_are_no_ops(storage: Storage) -> None:
+    insert(storage, work("a"), work("b"), work("c"))
+    claim(storage, 3)
+    with storage.transaction() as tx:
+        cancelled = tx.work_cancel_tree(["a", "b", "c"], NOW)
+    assert sorted(cancelled) == [("a", "r1"), ("b", "r1"), ("c", "r1")]
+    with storage.transaction() as tx:
+        assert not tx.work_succeed_if_running("a", TOKEN, "{}", NOW)
+        assert not tx.work_fail_if_running("b", TOKEN, "{}", NOW)
+        assert not tx.work_enqueue_if_running(
+            "c", TOKEN, run_attempt_count=1, last_enqueue_time=NOW, next_run_time=NOW, period_count=0,
+            stop_reason=-256, next_schedule_time_override=None,
+        )  # fmt: skip
+        assert not tx.work_progress_set_if_running("a", TOKEN, "{}")
+    assert {state_of(storage, i) for i in "abc"} == {CANCELLED}
+
+
+def test_a_retry_goes_back_to_enqueued_with_its_next_run_time(storage: Storage) -> None:
+    insert(storage, work("a"))
+    claim(storage)
+    with storage.transaction() as tx:
+        assert tx.work_enqueue_if_running(
+            "a", TOKEN, run_attempt_count=1, last_enqueue_time=NOW, next_run_time=NOW + 30_000, period_count=0,
+            stop_reason=-256, next_schedule_time_override=None,
+        )  # fmt: skip
+        fields = tx.work_schedule_fields("a")
+    assert fields is not None and fields.run_attempt_count == 1 and fields.last_enqueue_time == NOW
+    assert claim(storage) == []
+    assert claim(storage, now=NOW + 30_000, token=99) == ["a"]
+
+
+def test_a_rescued_run_is_fenced_off(storage: Storage) -> None:
+    insert(storage, work("a"))
+    claim(storage, runner="dead", token=1)
+    assert storage.work_running_runner_ids() == ["dead"]
+    with storage.transaction() as tx:
+        assert tx.work_rescue_runner("dead", now=NOW, max_orphaned_runs=3, lost_output="{}") == [
+            ("a", ENQUEUED)
+        ]
+    assert claim(storage, runner="alive", token=2) == ["a"]
+    with storage.transaction() as tx:
+        assert not tx.work_succeed_if_running("a", 1, "{}", NOW)  # the old run, come back late
+        assert tx.work_succeed_if_running("a", 2, "{}", NOW)
+    assert storage.work_owned_states(["a"])["a"][0] == SUCCEEDED
+
+
+def test_work_orphaned_too_often_fails(storage: Storage) -> None:
+    insert(storage, work("a"), work("dep", state=BLOCKED, prerequisites=("a",)))
+    for attempt in range(3):
+        claim(storage, runner=f"dead{attempt}", token=attempt + 1)
+        with storage.transaction() as tx:
+            rescued = tx.work_rescue_runner(
+                f"dead{attempt}", now=NOW, max_orphaned_runs=3, lost_output='{"e":1}'
+            )
+    assert rescued == [("a", FAILED)]
+    info = storage.work_info_by_id("a")
+    assert info is not None and info.output == '{"e":1}'
+    with storage.transaction() as tx:
+        assert tx.dependency_fail_dependents("a", NOW) == ["dep"]
+    assert state_of(storage, "dep") == FAILED
+
+
+def test_rescue_of_an_unknown_owner_takes_rows_without_one(storage: Storage) -> None:
+    insert(storage, work("a"))
+    claim(storage)
+    backend_sql = "UPDATE workspec SET runner_id = NULL WHERE id = 'a'"
+    with storage.transaction() as tx:
+        tx._conn.execute(backend_sql)  # type: ignore[attr-defined]
+        assert tx.work_rescue_runner(None, now=NOW, max_orphaned_runs=3, lost_output="{}") == [
+            ("a", ENQUEUED)
+        ]
+
+
+# -- chains -------------------------------------------------------------------------------------------
+
+
+def test_a_dependent_unblocks_only_when_every_prerequisite_succeeded(storage: Storage) -> None:
+    insert(storage, work("a"), work("b"), work("c", state=BLOCKED, prerequisites=("a", "b")))
+    claim(storage, 2)
+    with storage.transaction() as tx:
+        tx.work_succeed_if_running("a", TOKEN, '{"from":"a"}', NOW)
+        tx.dependency_unblock("a", NOW)
+    assert state_of(storage, "c") == BLOCKED
+    with storage.transaction() as tx:
+        tx.work_succeed_if_running("b", TOKEN, '{"from":"b"}', NOW)
+        tx.dependency_unblock("b", NOW)
+    assert state_of(storage, "c") == ENQUEUED
+    with storage.transaction() as tx:
+        (claimed,) = tx.work_claim_available(now=NOW, limit=5, runner_id="r", run_token=5, names=None)
+        assert claimed.id == "c" and claimed.has_prerequisites
+        assert sorted(tx.work_prerequisite_outputs("c")) == ['{"from":"a"}', '{"from":"b"}']
+
+
+def test_two_prerequisites_finishing_at_once_unblock_their_dependent(backend: Backend) -> None:
+    """Under READ COMMITTED each transaction alone would see the other prerequisite unfinished."""
+    one, two = backend.open(), backend.open()
+    insert(one, work("a"), work("b"), work("c", state=BLOCKED, prerequisites=("a", "b")))
+    claim(one, 2)
+    first_done = threading.Event()
+    failures: list[BaseException] = []
+
+    def finish_b() -> None:
+        try:
+            first_done.wait(10)
+            with two.transaction() as tx:
+                tx.work_succeed_if_running("b", TOKEN, "{}", NOW)
+                tx.dependency_unblock("b", NOW)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=finish_b)
+    thread.start()
+    with one.transaction() as tx:
+        tx.work_succeed_if_running("a", TOKEN, "{}", NOW)
+        tx.dependency_unblock("a", NOW)
+        first_done.set()
+        time.sleep(0.3)  # the other transaction runs (or waits) meanwhile
+    thread.join(30)
+    assert not failures, failures
+    assert state_of(one, "c") == ENQUEUED
+
+
+def test_failure_and_cancel_cascade_to_every_transitive_dependent(storage: Storage) -> None:
+    insert(
+        storage, work("a"), work("b", state=BLOCKED, prerequisites=("a",)),
+        work("c", state=BLOCKED, prerequisites=("b",)), work("x"),
+        work("y", state=BLOCKED, prerequisites=("x",)),
+    )  # fmt: skip
+    with storage.transaction() as tx:
+        assert sorted(tx.dependency_fail_dependents("a", NOW)) == ["b", "c"]
+        assert sorted(tx.work_cancel_tree(["x"], NOW)) == [("x", None), ("y", None)]
+    assert [state_of(storage, i) for i in "abcxy"] == [ENQUEUED, FAILED, FAILED, CANCELLED, CANCELLED]
+
+
+def test_cancel_targets_by_tag_name_and_all(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.uniquename_lock("n", "a")
+        tx.work_insert([work("a", tags=("t",), names=("n",)), work("b", tags=("t",)), work("c")])
+        assert sorted(tx.work_unfinished_ids(tag="t")) == ["a", "b"]
+        assert tx.work_unfinished_ids(name="n") == ["a"]
+        assert sorted(tx.work_unfinished_ids()) == ["a", "b", "c"]
+
+
+# -- unique work and updates ----------------------------------------------------------------------
+
+
+def test_unique_names_guard_one_live_chain(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.uniquename_lock("n", "first") == "first"
+        tx.work_insert([work("first", names=("n",))])
+    with storage.transaction() as tx:
+        assert tx.uniquename_lock("n", "second") == "first"  # the live chain
+        assert tx.workname_states("n") == [("first", ENQUEUED, False)]
+        # A new chain cannot start while a row of the old one is left.
+        with pytest.raises(Exception):  # noqa: B017 - each driver's integrity error
+            tx.uniquename_set_chain("n", "second")
+    with storage.transaction() as tx:
+        tx.uniquename_lock("n", "second")
+        assert tx.work_delete(["first"]) == 1
+        tx.uniquename_set_chain("n", "second")
+        tx.work_insert([work("second", names=("n",))])
+    assert [r.id for r in storage.work_info_by_name("n")] == ["second"]
+
+
+def test_update_applies_only_at_the_generation_it_read(storage: Storage) -> None:
+    insert(storage, work("a", tags=("old",)))
+    with storage.transaction() as tx:
+        target = tx.work_update_target("a")
+        assert target is not None and target.state == ENQUEUED and target.tags == ("old",)
+        new = work("a", worker="w2", tags=("new",))
+        assert tx.work_update_if_unchanged(
+            "a", new, state=target.state, generation=target.generation, next_run_time=5, old_tags=target.tags
+        )
+        assert not tx.work_update_if_unchanged(
+            "a", new, state=target.state, generation=target.generation, next_run_time=5, old_tags=("new",)
+        )
+        assert tx.work_set_next_run_time_if_enqueued("a", 7)
+        assert tx.work_update_target("missing") is None
+    info = storage.work_info_by_id("a")
+    assert info is not None and info.generation == 1 and info.tags == ("new",) and info.next_run_time == 7
+    assert storage.work_info_by_tag("old") == []
+
+
+# -- runners, rescue and prune --------------------------------------------------------------------------
+
+
+def test_runner_rows_register_heartbeat_and_go(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.runner_upsert(id="r", host="h", boot_id="b", pid=1, process_started=1.5, now=NOW, workers="[]")
+        assert tx.runner_heartbeat("r", NOW + 10)
+        assert not tx.runner_heartbeat("nobody", NOW)
+    (row,) = storage.runner_list()
+    assert (row.id, row.host, row.pid, row.process_started) == ("r", "h", 1, 1.5)
+    with storage.transaction() as tx:
+        tx.runner_delete("r")
+        assert tx.runner_list() == []
+
+
+def test_prune_keeps_unfinished_dependents_prerequisites(storage: Storage) -> None:
+    insert(
+        storage, work("old", last_enqueue_time=0), work("kept", last_enqueue_time=NOW, retention_ms=10_000),
+        work("parent", last_enqueue_time=0), work("child", state=BLOCKED, prerequisites=("parent",)),
+    )  # fmt: skip
+    claim(storage, 10)
+    with storage.transaction() as tx:
+        for work_id in ("old", "kept", "parent"):
+            assert tx.work_succeed_if_running(work_id, TOKEN, "{}", NOW)
+    with storage.transaction() as tx:
+        assert tx.work_prune_finished(older_than=NOW) == 1
+    assert state_of(storage, "old") is None and state_of(storage, "kept") == SUCCEEDED
+    assert state_of(storage, "parent") == SUCCEEDED
+    with storage.transaction() as tx:
+        tx.work_cancel_tree(["child"], NOW)
+        assert tx.work_prune_finished(older_than=None) == 3
+    assert storage.work_count_by_state() == {}
+
+
+def test_work_owned_states_tell_a_runner_what_changed(storage: Storage) -> None:
+    insert(storage, work("a"), work("b"))
+    claim(storage, 2)
+    with storage.transaction() as tx:
+        tx.work_cancel_tree(["b"], NOW)
+    owned = storage.work_owned_states(["a", "b", "gone"])
+    assert owned["a"] == (RUNNING, TOKEN, -256)
+    assert owned["b"][0] == CANCELLED and "gone" not in owned
+
+
+# -- PostgreSQL: migrations, clock, notifications --------------------------------------------------------
+
+
+def postgres_only(backend: Backend) -> None:
+    if backend.kind != "postgres":
+        pytest.skip("PostgreSQL only")
+
+
+def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: Backend) -> None:
+    postgres_only(backend)
+    opened: list[Storage] = []
+    failures: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            opened.append(open_storage(backend.url, Configuration()))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    backend.opened.extend(opened)
+    assert not failures, failures
+    assert backend.sql("SELECT version FROM workmanager_schema_version") == [(1,)]
+
+
+def test_postgres_refuses_a_schema_from_a_newer_release(backend: Backend) -> None:
+    postgres_only(backend)
+    backend.open()
+    backend.sql("INSERT INTO workmanager_schema_version (version) VALUES (99)")
+    with pytest.raises(errors.SchemaTooNewError):
+        open_storage(backend.url, Configuration())
+
+
+def test_postgres_refuses_a_schema_with_someone_elses_workspec(backend: Backend) -> None:
+    postgres_only(backend)
+    backend.sql(f'CREATE SCHEMA "{backend.schema}"')
+    backend.sql("CREATE TABLE workspec (x int)")
+    with pytest.raises(errors.NotAWorkManagerDatabaseError):
+        open_storage(backend.url, Configuration())
+
+
+def test_postgres_rejects_a_schema_name_that_is_not_an_identifier() -> None:
+    with pytest.raises(ValueError, match="schema"):
+        open_storage(POSTGRES_URL + "?schema=bad;name", Configuration())
+
+
+def test_postgres_leases_are_judged_on_the_database_clock(backend: Backend) -> None:
+    """A runner on another host is dead when its lease lapses on the database's clock, whatever
+    the clock of the process looking."""
+    postgres_only(backend)
+    from workmanager.engine.recovery import ProcessIdentity, Rescuer
+
+    storage = backend.open()
+    insert(storage, work("fresh"), work("stale"))
+    with storage.transaction() as tx:
+        for runner in ("fresh", "stale"):
+            tx.runner_upsert(
+                id=runner, host="elsewhere", boot_id="b", pid=1, process_started=0.0, now=0, workers="[]"
+            )
+            tx.work_claim_available(now=NOW, limit=1, runner_id=runner, run_token=1, names=None)
+    backend.sql("UPDATE runner SET heartbeat_at = heartbeat_at - 61000 WHERE id = 'stale'")
+    rescuer = Rescuer(storage, ProcessIdentity.current(), "me", lease_ms=60_000, max_orphaned_runs=3)
+    # The caller's clock is a day ahead: only the lapsed lease counts.
+    result = rescuer.run_once(NOW + 86_400_000)
+    assert result.dead_runners == ("stale",) and len(result.requeued) == 1
+    owners = {row.id: row for row in storage.runner_list()}
+    assert set(owners) == {"fresh"}
+
+
+def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) -> None:
+    postgres_only(backend)
+    mine, other = backend.open(), backend.open()
+    heard = threading.Event()
+    count = [0]
+
+    def on_change() -> None:
+        count[0] += 1
+        heard.set()
+
+    stop = mine.listen(on_change)  # type: ignore[attr-defined]
+    try:
+        assert heard.wait(10), "no call after connecting"
+        deadline = time.monotonic() + 10
+        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        heard.clear()
+        insert(mine, work("own"))
+        assert not heard.wait(0.3), "own commits are not news"
+        insert(other, work("theirs"))
+        assert heard.wait(5), "another storage's commit was not heard"
+        # The listening connection is killed: it reconnects and reports a change at once.
+        heard.clear()
+        backend.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%LISTEN %%' "
+            "AND pid <> pg_backend_pid()"
+        )
+        assert heard.wait(10), "no call after reconnecting"
+        heard.clear()
+        insert(other, work("after"))
+        assert heard.wait(10), "not listening again after the reconnect"
+    finally:
+        stop()
+
+
+def test_postgres_enqueue_joins_the_callers_transaction(backend: Backend) -> None:
+    postgres_only(backend)
+    import psycopg
+
+    storage = backend.open()
+    with psycopg.connect(POSTGRES_URL) as conn:
+        conn.execute("SELECT 1")  # the application's transaction is open
+        with storage.transaction_on(conn) as tx:  # type: ignore[attr-defined]
+            tx.work_insert([work("rolled-back")])
+        assert state_of(storage, "rolled-back") is None  # not visible before the commit
+        conn.rollback()
+        with conn.transaction():
+            with storage.transaction_on(conn) as tx:  # type: ignore[attr-defined]
+                tx.work_insert([work("committed")])
+            assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+    assert state_of(storage, "rolled-back") is None
+    assert state_of(storage, "committed") == ENQUEUED
+
+
+# -- the engine on each backend ----------------------------------------------------------------------------
+
+
+def test_a_work_manager_runs_work_chains_and_cancels_on_each_backend(backend: Backend) -> None:
+    from workmanager import OneTimeWorkRequest, Result, Worker, WorkManager
+
+    class Echo(Worker):
+        name = "echo"
+
+        def do_work(self) -> Result:
+            return Result.success({"n": self.input_data.get("n", 0)})
+
+    class Blocked(Worker):
+        name = "blocked"
+
+        def do_work(self) -> Result:
+            while not self.is_stopped:
+                time.sleep(0.01)
+            return Result.success()
+
+    wm = WorkManager(backend.url, workers=[Echo, Blocked])
+    try:
+        wm.start()
+        requests = [OneTimeWorkRequest(Echo, input_data={"n": i}) for i in range(20)]
+        wm.enqueue(requests)
+        for i, request in enumerate(requests):
+            info = wm.await_work(request.id, timeout=30)
+            assert info.state is State.SUCCEEDED and info.output_data["n"] == i
+        first, then = OneTimeWorkRequest(Echo), OneTimeWorkRequest(Echo)
+        wm.begin_with(first).then(then).enqueue()
+        assert wm.await_work(then.id, timeout=30).state is State.SUCCEEDED
+        stuck = OneTimeWorkRequest(Blocked)
+        wm.enqueue(stuck)
+        deadline = time.monotonic() + 30
+        while wm.get_work_info_by_id(stuck.id).state is not State.RUNNING:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        wm.cancel_work_by_id(stuck.id)
+        assert wm.await_work(stuck.id, timeout=30).state is State.CANCELLED
+    finally:
+        wm.close()
+
+
+def test_work_enqueued_elsewhere_starts_on_an_idle_worker_at_once(backend: Backend) -> None:
+    from workmanager import OneTimeWorkRequest, Result, Worker, WorkManager
+
+    class Quick(Worker):
+        name = "quick"
+
+        def do_work(self) -> Result:
+            return Result.success()
+
+    worker = WorkManager(backend.url, workers=[Quick])
+    client = WorkManager(backend.url, workers=[Quick])
+    try:
+        worker.start()
+        warm = OneTimeWorkRequest(Quick)
+        client.enqueue(warm)
+        client.await_work(warm.id, timeout=30)
+        waits: list[float] = []
+        for _ in range(5):
+            request = OneTimeWorkRequest(Quick)
+            started = time.monotonic()
+            client.enqueue(request)
+            client.await_work(request.id, timeout=30)
+            waits.append(time.monotonic() - started)
+        assert sorted(waits)[2] < 0.5, waits  # woken, not polled (the fallback is a second)
+    finally:
+        client.close()
+        worker.close()
+
+
+def test_enqueue_with_a_connection_needs_postgres(tmp_path: Path) -> None:
+    from workmanager import OneTimeWorkRequest, Result, Worker, WorkManager
+
+    class Quick(Worker):
+        name = "quick"
+
+        def do_work(self) -> Result:
+            return Result.success()
+
+    wm = WorkManager(tmp_path / "w.db", workers=[Quick])
+    try:
+        with pytest.raises(ValueError, match="PostgreSQL"):
+            wm.enqueue(OneTimeWorkRequest(Quick), connection=object())
+    finally:
+        wm.close()
+
+
+def test_postgres_work_exists_if_and_only_if_the_application_commits(backend: Backend) -> None:
+    postgres_only(backend)
+    import psycopg
+
+    from workmanager import ExistingWorkPolicy, OneTimeWorkRequest, Result, Worker, WorkManager
+
+    class Quick(Worker):
+        name = "quick"
+
+        def do_work(self) -> Result:
+            return Result.success()
+
+    wm = WorkManager(backend.url, workers=[Quick])
+    try:
+        wm.start()
+        kept, lost, unique = OneTimeWorkRequest(Quick), OneTimeWorkRequest(Quick), OneTimeWorkRequest(Quick)
+        with psycopg.connect(POSTGRES_URL) as conn:
+            with conn.transaction():
+                wm.enqueue(kept, connection=conn)
+                wm.enqueue_unique_work("u", ExistingWorkPolicy.KEEP, unique, connection=conn)
+                assert wm.get_work_info_by_id(kept.id) is None
+            with pytest.raises(RuntimeError), conn.transaction():
+                wm.enqueue(lost, connection=conn)
+                raise RuntimeError("the application's own write failed")
+        assert wm.await_work(kept.id, timeout=30).state is State.SUCCEEDED
+        assert wm.await_work(unique.id, timeout=30).state is State.SUCCEEDED
+        assert wm.get_work_info_by_id(lost.id) is None
+    finally:
+        wm.close()
