@@ -50,6 +50,10 @@ class Configuration:
     #: Slots of max_concurrency that only expedited work may use (it also goes first).
     #: None: one slot, when there is more than one.
     expedited_reserved_slots: int | None = None
+    #: Expedited work may run this long in total per expedited_quota_window; beyond it,
+    #: its OutOfQuotaPolicy applies (run as ordinary work, or drop at enqueue).
+    expedited_quota: timedelta = timedelta(minutes=10)
+    expedited_quota_window: timedelta = timedelta(hours=1)
     #: Largest serialized input, output or progress accepted.
     max_data_bytes: int = 10 * 1024
     #: Finished work older than this (plus its keep_results_for) is pruned automatically.

@@ -79,3 +79,49 @@ def test_expedited_work_goes_ahead_of_ordinary_work_enqueued_before_it(tmp_path)
 def test_reserved_slots_must_leave_room_for_ordinary_work():
     with pytest.raises(ValueError, match="expedited_reserved_slots"):
         Configuration(max_concurrency=2, expedited_reserved_slots=2)
+
+
+class Slow(Worker):
+    name = "slow"
+
+    def do_work(self) -> Result:
+        threading.Event().wait(0.05)
+        return Result.success()
+
+
+def test_beyond_the_quota_drop_work_request_is_not_enqueued_and_the_other_policy_runs(tmp_path):
+    from datetime import timedelta
+
+    from workmanager import OutOfQuotaPolicy
+
+    config = Configuration(expedited_quota=timedelta(milliseconds=10))
+    with WorkManager(tmp_path / "w.db", workers=[Slow], configuration=config) as wm:
+        first = OneTimeWorkRequest(Slow, expedited=True)
+        wm.enqueue(first)
+        wm.await_work(first.id, timeout=WAIT_S)  # 50 ms of expedited time: the quota is used up
+        # The usage is recorded with the dispatcher's next transaction: wait until it is.
+        for _ in range(int(WAIT_S / 0.01)):
+            with wm._storage.transaction() as tx:
+                if tx.expedited_usage_since(0) > 0:
+                    break
+            threading.Event().wait(0.01)
+
+        dropped = OneTimeWorkRequest(
+            Slow, expedited=True, out_of_quota_policy=OutOfQuotaPolicy.DROP_WORK_REQUEST
+        )
+        demoted = OneTimeWorkRequest(Slow, expedited=True)
+        wm.enqueue([dropped, demoted])
+
+        assert wm.get_work_info_by_id(dropped.id) is None
+        assert wm.await_work(demoted.id, timeout=WAIT_S).state.name == "SUCCEEDED"
+
+
+def test_within_the_quota_drop_work_request_is_enqueued(tmp_path):
+    from workmanager import OutOfQuotaPolicy
+
+    with WorkManager(tmp_path / "w.db", workers=[Slow]) as wm:
+        request = OneTimeWorkRequest(
+            Slow, expedited=True, out_of_quota_policy=OutOfQuotaPolicy.DROP_WORK_REQUEST
+        )
+        wm.enqueue(request)
+        assert wm.await_work(request.id, timeout=WAIT_S).state.name == "SUCCEEDED"

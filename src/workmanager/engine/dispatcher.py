@@ -89,6 +89,10 @@ class Engine:
         self._max_backoff_ms = to_ms(config.max_backoff)
         self._running: dict[str, _Run] = {}
         self._completions: collections.deque[tuple[ClaimedWork, Outcome]] = collections.deque()
+        #: Running time (ms) of finished expedited runs, recorded with the next turn.
+        self._expedited_used: collections.deque[int] = collections.deque()
+        self._quota_ms = to_ms(config.expedited_quota)
+        self._quota_window_ms = to_ms(config.expedited_quota_window)
         self._wakeup = threading.Event()
         self._lock = threading.Lock()
         self._loop_thread: _EventLoopThread | None = None
@@ -357,6 +361,8 @@ class Engine:
         with self._lock:
             if self._running.pop(run.claimed.id, None) is None:
                 return  # released at shutdown
+        if run.claimed.expedited and run.started:
+            self._expedited_used.append(max(1, round((time.monotonic() - run.started) * 1000)))
         self._completions.append((run.claimed, outcome))
         self._wakeup.set()
 
@@ -387,6 +393,8 @@ class Engine:
                 if now >= next_prune:
                     next_prune = now + PRUNE_INTERVAL_MS
                     self._pruner.run_once(now)
+                    with self._storage.transaction() as tx:
+                        tx.expedited_usage_prune(now - self._quota_window_ms)
                 next_timeout_s = self._stop_timed_out()
             except Exception:
                 log.exception("dispatcher turn failed; retrying shortly")
@@ -428,18 +436,25 @@ class Engine:
         names = self._names()
         with self._storage.transaction() as tx:
             self._apply_in(tx, completions, now)
+            while self._expedited_used:
+                tx.expedited_usage_add(now, self._expedited_used.popleft())
             if want_claim:
                 token = random.getrandbits(62)
                 constraint_args = self._constraint_args()
-                claimed = tx.work_claim_available(
-                    now=now,
-                    limit=free,
-                    runner_id=self.runner_id,
-                    run_token=token,
-                    names=names,
-                    expedited_only=True,
-                    **constraint_args,
-                )
+                if tx.expedited_usage_since(now - self._quota_window_ms) < self._quota_ms:
+                    claimed = tx.work_claim_available(
+                        now=now,
+                        limit=free,
+                        runner_id=self.runner_id,
+                        run_token=token,
+                        names=names,
+                        expedited_only=True,
+                        **constraint_args,
+                    )
+                else:
+                    # Out of quota: expedited work runs as ordinary work (its OutOfQuotaPolicy;
+                    # DROP_WORK_REQUEST was applied at enqueue), and needs no reserved slot.
+                    ordinary_free = free
                 full = len(claimed) == free
                 ordinary_limit = min(free - len(claimed), ordinary_free)
                 if ordinary_limit > 0:

@@ -293,6 +293,15 @@ class SqliteTransaction:
     def preference_set(self, key: str, value: int) -> None:
         self._conn.execute(_Q["preference_set"], {"key": key, "value": value})
 
+    def expedited_usage_add(self, now: int, duration_ms: int) -> None:
+        self._conn.execute(_Q["expedited_usage_add"], {"now": now, "duration_ms": duration_ms})
+
+    def expedited_usage_since(self, since: int) -> int:
+        return int(self._one("expedited_usage_since", {"since": since}))
+
+    def expedited_usage_prune(self, before: int) -> None:
+        self._conn.execute(_Q["expedited_usage_prune"], {"before": before})
+
     # -- unique work and continuations ---------------------------------------------------------
 
     def uniquename_lock(self, name: str, chain: str) -> str:

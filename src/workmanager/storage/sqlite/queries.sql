@@ -329,3 +329,12 @@ WHERE id = :id AND state = :state AND generation = :generation;
 
 -- name: worktag_delete
 DELETE FROM worktag WHERE work_id = :id AND tag IN (SELECT value FROM json_each(:tags));
+
+-- name: expedited_usage_add
+INSERT INTO expedited_usage (finished_at, duration_ms) VALUES (:now, :duration_ms);
+
+-- name: expedited_usage_since
+SELECT coalesce(sum(duration_ms), 0) FROM expedited_usage WHERE finished_at > :since;
+
+-- name: expedited_usage_prune
+DELETE FROM expedited_usage WHERE finished_at <= :before;
