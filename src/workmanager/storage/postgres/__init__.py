@@ -362,6 +362,16 @@ class PostgresTransaction:
     def preference_set(self, key: str, value: int) -> None:
         self._exec("preference_set", {"key": key, "value": value})
 
+    def expedited_usage_add(self, now: int, duration_ms: int) -> None:
+        self._exec("expedited_usage_add", {"now": now, "duration_ms": duration_ms})
+
+    def expedited_usage_since(self, since: int) -> int:
+        row = self._exec("expedited_usage_since", {"since": since}).fetchone()
+        return int(row[0]) if row else 0
+
+    def expedited_usage_prune(self, before: int) -> None:
+        self._exec("expedited_usage_prune", {"before": before})
+
     # -- unique work and continuations ---------------------------------------------------------
 
     def uniquename_lock(self, name: str, chain: str) -> str:

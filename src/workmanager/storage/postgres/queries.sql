@@ -353,6 +353,15 @@ WHERE id = %(id)s AND state = %(state)s AND generation = %(generation)s;
 -- name: worktag_delete
 DELETE FROM worktag WHERE work_id = %(id)s AND tag = ANY(%(tags)s::text[]);
 
+-- name: expedited_usage_add
+INSERT INTO expedited_usage (finished_at, duration_ms) VALUES (%(now)s, %(duration_ms)s);
+
+-- name: expedited_usage_since
+SELECT coalesce(sum(duration_ms), 0) FROM expedited_usage WHERE finished_at > %(since)s;
+
+-- name: expedited_usage_prune
+DELETE FROM expedited_usage WHERE finished_at <= %(before)s;
+
 -- PostgreSQL only ------------------------------------------------------------------------------
 
 -- name: notify

@@ -97,6 +97,13 @@ CREATE TABLE runner (
     workers          TEXT NOT NULL DEFAULT '[]'          -- JSON list of the names it can run
 );
 
+-- Time used by expedited runs, for the expedited quota (Configuration.expedited_quota).
+CREATE TABLE expedited_usage (
+    finished_at BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX expedited_usage_finished ON expedited_usage (finished_at);
+
 CREATE TABLE preference (
     key   TEXT PRIMARY KEY,
     value BIGINT NOT NULL

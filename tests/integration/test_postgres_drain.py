@@ -1,0 +1,77 @@
+"""Real worker processes sharing one PostgreSQL schema: every job runs exactly once.
+
+Skips without a server, fails instead when CI is set (see tests/storage/test_contract.py).
+The 20,000-job variant of the issue is marked slow: ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from workmanager import OneTimeWorkRequest, WorkInfo, WorkManager
+
+from .conftest import Cluster
+from .ledger_app import Mark
+
+POSTGRES_URL = os.environ.get("WORKMANAGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+S = WorkInfo.State
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the test server, dropped afterwards."""
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except Exception as exc:
+        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}schema={schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def drain(cluster: Cluster, url: str, jobs: int, workers: int) -> float:
+    cluster.env["WORKMANAGER_DATABASE"] = url
+    wm = WorkManager(url, workers=[Mark])
+    try:
+        requests = [OneTimeWorkRequest(Mark, input_data={"job": str(i)}) for i in range(jobs)]
+        for start in range(0, jobs, 1000):
+            wm.enqueue(requests[start : start + 1000])
+        started = time.monotonic()
+        procs = [cluster.start_worker(WM_CONCURRENCY="8") for _ in range(workers)]
+        cluster.wait_for(
+            lambda: wm._storage.work_count_by_state() == {S.SUCCEEDED.value: jobs},
+            timeout=max(60.0, jobs / 50),
+            what=f"{jobs} jobs to succeed",
+        )
+        elapsed = time.monotonic() - started
+        starts = cluster.starts()
+        assert len(starts) == jobs
+        assert set(starts.values()) == {1}, [job for job, n in starts.items() if n > 1][:10]
+        ran_in = {e["pid"] for e in cluster.events() if e["event"] == "start"}
+        assert ran_in <= {p.pid for p in procs} and len(ran_in) > 1  # shared out, not one process
+        return elapsed
+    finally:
+        wm.close()
+
+
+def test_four_worker_processes_drain_postgres_running_each_job_exactly_once(
+    cluster: Cluster, postgres_url: str
+) -> None:
+    drain(cluster, postgres_url, jobs=3000, workers=4)
+
+
+@pytest.mark.slow
+def test_four_worker_processes_drain_20000_jobs_exactly_once(cluster: Cluster, postgres_url: str) -> None:
+    drain(cluster, postgres_url, jobs=20_000, workers=4)
