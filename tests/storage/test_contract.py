@@ -577,6 +577,26 @@ def test_work_owned_states_tell_a_runner_what_changed(storage: Storage) -> None:
     assert owned["b"][0] == CANCELLED and "gone" not in owned
 
 
+def test_expedited_usage_sums_time_after_a_point_and_prunes(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        assert tx.expedited_usage_since(0) == 0
+        tx.expedited_usage_add(100, 5)
+        tx.expedited_usage_add(200, 7)
+        assert tx.expedited_usage_since(100) == 7
+        tx.expedited_usage_prune(150)
+        assert tx.expedited_usage_since(0) == 7
+
+
+def test_expedited_claims_take_only_expedited_work(storage: Storage) -> None:
+    insert(storage, work("plain", next_run_time=1), work("fast", next_run_time=2)._replace(expedited=1))
+    with storage.transaction() as tx:
+        (claimed,) = tx.work_claim_available(
+            now=NOW, limit=5, runner_id="r", run_token=1, names=None, expedited_only=True
+        )
+    assert claimed.id == "fast" and claimed.expedited
+    assert claim(storage) == ["plain"]
+
+
 # -- PostgreSQL: migrations, clock, notifications --------------------------------------------------------
 
 
