@@ -93,3 +93,104 @@ def test_worker_with_a_bad_app_path_is_a_usage_error():
     result = CliRunner().invoke(main, ["worker", "no_such_module_here:wm"])
     assert result.exit_code == 2
     assert "cannot import" in result.output
+
+
+def test_enqueue_writes_work_that_list_then_shows(tmp_path):
+    path = str(tmp_path / "w.db")
+    result = CliRunner().invoke(
+        main, ["enqueue", "hello", "--input", '{"who": "bo"}', "--tag", "cli", "-d", path]
+    )
+    assert result.exit_code == 0, result.output
+    work_id = result.output.strip()
+    wm = WorkManager(path, workers=[Hello])
+    info = wm.get_work_info_by_id(uuid.UUID(work_id))
+    assert info is not None and info.state.name == "ENQUEUED"
+    assert info.tags == {"cli", "hello"}
+    with wm:
+        assert wm.await_work(info.id, timeout=10).output_data == {"greeting": "hi"}
+
+
+def test_enqueue_rejects_input_that_is_not_a_json_object(tmp_path):
+    result = CliRunner().invoke(main, ["enqueue", "hello", "--input", "[1, 2]", "-d", str(tmp_path / "w.db")])
+    assert result.exit_code == 2
+    assert "JSON object" in result.output
+
+
+def test_enqueue_unique_with_keep_leaves_one_live_work(tmp_path):
+    path = str(tmp_path / "w.db")
+    runner = CliRunner()
+    for _ in range(3):
+        result = runner.invoke(
+            main, ["enqueue", "hello", "--unique", "nightly", "--policy", "keep", "-d", path]
+        )
+        assert result.exit_code == 0, result.output
+    assert len(WorkManager(path, workers=[Hello]).get_work_infos_for_unique_work("nightly")) == 1
+
+
+def test_cancel_by_tag_cancels_that_work(tmp_path):
+    path, _, waiting = filled(tmp_path)
+    runner = CliRunner()
+    tagged = runner.invoke(
+        main, ["enqueue", "hello", "--tag", "batch", "--delay", "3600", "-d", path]
+    ).output.strip()
+
+    assert runner.invoke(main, ["cancel", "--tag", "batch", "-d", path]).exit_code == 0
+
+    wm = WorkManager(path, workers=[Hello])
+    assert wm.get_work_info_by_id(uuid.UUID(tagged)).state.name == "CANCELLED"
+    assert wm.get_work_info_by_id(waiting.id).state.name == "ENQUEUED"
+
+
+def test_cancel_by_id_and_all(tmp_path):
+    path, _, waiting = filled(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["cancel", str(waiting.id), "-d", path]).exit_code == 0
+    assert WorkManager(path).get_work_info_by_id(waiting.id).state.name == "CANCELLED"
+    assert runner.invoke(main, ["cancel", "--all", "-d", path]).exit_code == 0
+
+
+def test_cancel_needs_exactly_one_target(tmp_path):
+    path, _, waiting = filled(tmp_path)
+    assert CliRunner().invoke(main, ["cancel", "-d", path]).exit_code == 2
+    assert CliRunner().invoke(main, ["cancel", str(waiting.id), "--all", "-d", path]).exit_code == 2
+
+
+def test_cancel_of_unknown_work_exits_with_not_found(tmp_path):
+    path, _, _ = filled(tmp_path)
+    assert CliRunner().invoke(main, ["cancel", str(uuid.uuid4()), "-d", path]).exit_code == EXIT_NOT_FOUND
+
+
+def test_prune_deletes_finished_work_and_says_how_much(tmp_path):
+    path, done, waiting = filled(tmp_path)
+    result = CliRunner().invoke(main, ["prune", "-d", path, "--json"])
+    assert json.loads(result.output) == {"deleted": 1}
+    wm = WorkManager(path)
+    assert wm.get_work_info_by_id(done.id) is None
+    assert wm.get_work_info_by_id(waiting.id) is not None
+
+
+def test_service_install_writes_a_systemd_user_unit_that_runs_the_worker(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runner = CliRunner()
+    result = runner.invoke(main, ["service", "install", "myapp.tasks:wm", "-d", "/srv/work.db"])
+    assert result.exit_code == 0, result.output
+    unit = tmp_path / "config" / "systemd" / "user" / "workmanager-myapp.tasks-wm.service"
+    text = unit.read_text()
+    assert "-m workmanager.cli worker myapp.tasks:wm" in text
+    assert "Restart=on-failure" in text
+    assert "Environment=WORKMANAGER_DATABASE=/srv/work.db" in text
+    assert "WantedBy=default.target" in text
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", "--user", str(unit)], capture_output=True, text=True
+        )
+        assert "error" not in verify.stderr.lower() or "Failed to" in verify.stderr, verify.stderr
+
+    status = runner.invoke(main, ["service", "status", "myapp.tasks:wm", "--json"])
+    assert json.loads(status.output)["installed"] is True
+    assert runner.invoke(main, ["service", "uninstall", "myapp.tasks:wm"]).exit_code == 0
+    assert not unit.exists()
+    assert runner.invoke(main, ["service", "status", "myapp.tasks:wm"]).exit_code == EXIT_NOT_FOUND

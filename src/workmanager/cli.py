@@ -11,20 +11,26 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
+from workmanager.config import Configuration
 from workmanager.info import State
 from workmanager.manager import WorkManager
+from workmanager.requests import ExistingWorkPolicy, OneTimeWorkRequest
 from workmanager.storage.base import NEVER
+from workmanager.worker import ListenableWorker, WorkerFactory, WorkerParameters
 
 log = logging.getLogger("workmanager.cli")
 
@@ -56,6 +62,13 @@ def load_app(spec: str) -> WorkManager:
     return target
 
 
+class _AnyName(WorkerFactory):
+    """For a CLI that only writes and reads: work may name any worker; it never runs here."""
+
+    def create_worker(self, name: str, params: WorkerParameters) -> ListenableWorker | None:
+        return None
+
+
 def _open(database: str | None, app: str | None) -> WorkManager:
     if app:
         return load_app(app)
@@ -64,7 +77,16 @@ def _open(database: str | None, app: str | None) -> WorkManager:
         raise click.UsageError(
             "say which database: --database PATH, $WORKMANAGER_DATABASE or --app module:attr"
         )
-    return WorkManager(database)
+    return WorkManager(database, configuration=Configuration(worker_factory=_AnyName()))
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+database_option = click.option("--database", "-d", help="Database path (default: $WORKMANAGER_DATABASE).")
+app_option = click.option("--app", help="Or the app's WorkManager as module:attr.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 def _time(ms: int | None) -> str:
@@ -234,6 +256,215 @@ def show(work_id: str, database: str | None, app: str | None, as_json: bool) -> 
     for key, value in fields.items():
         table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value))
     Console().print(table)
+
+
+@main.command()
+@click.argument("worker_name")
+@click.option("--input", "input_json", default="{}", help="Input data as a JSON object.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--delay", type=float, default=0.0, help="Initial delay in seconds.")
+@click.option("--unique", help="Enqueue as unique work under this name.")
+@click.option(
+    "--policy",
+    type=click.Choice([p.name for p in ExistingWorkPolicy], case_sensitive=False),
+    default="KEEP",
+    show_default=True,
+    help="ExistingWorkPolicy for --unique.",
+)
+@database_option
+@app_option
+@json_option
+def enqueue(
+    worker_name: str,
+    input_json: str,
+    tags: tuple[str, ...],
+    delay: float,
+    unique: str | None,
+    policy: str,
+    database: str | None,
+    app: str | None,
+    as_json: bool,
+) -> None:
+    """Enqueue one-time work for the worker registered as WORKER_NAME.
+
+    Example: workmanager enqueue upload --input '{"path": "a.jpg"}' --tag uploads -d work.db
+    """
+    try:
+        data = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--input")
+    wm = _open(database, app)
+    try:
+        request = OneTimeWorkRequest(worker_name, input_data=data, tags=tags, initial_delay=delay)
+        if unique:
+            wm.enqueue_unique_work(unique, ExistingWorkPolicy[policy.upper()], request)
+        else:
+            wm.enqueue(request)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        _echo_json({"id": str(request.id)})
+    else:
+        click.echo(str(request.id))
+
+
+@main.command()
+@click.argument("work_id", required=False)
+@click.option("--tag", help="Cancel all unfinished work with this tag.")
+@click.option("--unique", help="Cancel the unfinished work of this unique name.")
+@click.option("--all", "cancel_all", is_flag=True, help="Cancel all unfinished work.")
+@database_option
+@app_option
+def cancel(
+    work_id: str | None,
+    tag: str | None,
+    unique: str | None,
+    cancel_all: bool,
+    database: str | None,
+    app: str | None,
+) -> None:
+    """Cancel work (and its dependents): one ID, or --tag, --unique or --all.
+
+    Example: workmanager cancel --tag uploads -d work.db
+    """
+    chosen = [x for x in (work_id, tag, unique, cancel_all or None) if x]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of ID, --tag, --unique or --all")
+    wm = _open(database, app)
+    if work_id:
+        try:
+            parsed = uuid.UUID(work_id)
+        except ValueError:
+            raise click.BadParameter(f"not a work id: {work_id!r}", param_hint="WORK_ID") from None
+        if wm.get_work_info_by_id(parsed) is None:
+            click.echo(f"no work with id {parsed}", err=True)
+            sys.exit(EXIT_NOT_FOUND)
+        wm.cancel_work_by_id(parsed)
+    elif tag:
+        wm.cancel_all_work_by_tag(tag)
+    elif unique:
+        wm.cancel_unique_work(unique)
+    else:
+        wm.cancel_all_work()
+
+
+@main.command()
+@database_option
+@app_option
+@json_option
+def prune(database: str | None, app: str | None, as_json: bool) -> None:
+    """Delete all finished work whose dependents are finished (ignores keep_results_for).
+
+    Example: workmanager prune -d work.db
+    """
+    deleted = _open(database, app).prune_work()
+    if as_json:
+        _echo_json({"deleted": deleted})
+    else:
+        click.echo(f"pruned {deleted} finished work item(s)")
+
+
+@main.group()
+def service() -> None:
+    """Run `workmanager worker APP` at login/boot, restarted on failure (systemd user unit)."""
+
+
+def _unit_name(app: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in app)
+    return f"workmanager-{safe}.service"
+
+
+def _unit_path(app: str) -> Path:
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config_home / "systemd" / "user" / _unit_name(app)
+
+
+def unit_text(app: str, *, python: str, workdir: str, database: str | None) -> str:
+    """A systemd user unit that keeps a worker for APP running."""
+    environment = f"Environment=WORKMANAGER_DATABASE={database}\n" if database else ""
+    return (
+        "[Unit]\n"
+        f"Description=workmanager worker for {app}\n"
+        "After=network-online.target\n"
+        "\n"
+        "[Service]\n"
+        "Type=simple\n"
+        f"WorkingDirectory={workdir}\n"
+        f"{environment}"
+        f"ExecStart={python} -m workmanager.cli worker {app}\n"
+        "Restart=on-failure\n"
+        "RestartSec=5\n"
+        "KillSignal=SIGTERM\n"
+        "TimeoutStopSec=30\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=default.target\n"
+    )
+
+
+@service.command("install")
+@click.argument("app")
+@click.option("--database", "-d", help="Set WORKMANAGER_DATABASE for the worker.")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
+def service_install(app: str, database: str | None, print_only: bool) -> None:
+    """Write a systemd user unit that runs `workmanager worker APP` at login/boot.
+
+    Example: workmanager service install myapp.tasks:wm && systemctl --user enable --now
+    workmanager-myapp.tasks-wm.service
+    """
+    text = unit_text(app, python=sys.executable, workdir=os.getcwd(), database=database)
+    if print_only:
+        click.echo(text, nl=False)
+        return
+    if sys.platform != "linux":
+        raise click.UsageError(
+            "service install writes systemd units (Linux); elsewhere run `workmanager worker APP` "
+            "from your init system (launchd, a Windows service) with restart on failure"
+        )
+    path = _unit_path(app)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(f"wrote {path}")
+    click.echo(f"enable it: systemctl --user daemon-reload && systemctl --user enable --now {path.name}")
+    click.echo("start at boot without logging in: loginctl enable-linger")
+
+
+@service.command("uninstall")
+@click.argument("app")
+def service_uninstall(app: str) -> None:
+    """Remove the unit written by `service install APP` (stop it first with systemctl)."""
+    path = _unit_path(app)
+    if not path.exists():
+        click.echo(f"no unit at {path}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    path.unlink()
+    click.echo(f"removed {path}; run: systemctl --user daemon-reload")
+
+
+@service.command("status")
+@click.argument("app")
+@json_option
+def service_status(app: str, as_json: bool) -> None:
+    """Whether the unit for APP is installed (and, where systemd runs, active)."""
+    path = _unit_path(app)
+    active = None
+    if path.exists() and shutil.which("systemctl"):
+        probe = subprocess.run(
+            ["systemctl", "--user", "is-active", path.name], capture_output=True, text=True, check=False
+        )
+        active = probe.stdout.strip() or None
+    status = {"unit": str(path), "installed": path.exists(), "active": active}
+    if as_json:
+        _echo_json(status)
+    else:
+        click.echo(
+            f"{path.name}: {'installed' if status['installed'] else 'not installed'}"
+            + (f", {active}" if active else "")
+        )
+    if not path.exists():
+        sys.exit(EXIT_NOT_FOUND)
 
 
 if __name__ == "__main__":
