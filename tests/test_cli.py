@@ -183,11 +183,9 @@ def test_service_install_writes_a_systemd_user_unit_that_runs_the_worker(tmp_pat
     assert "Restart=on-failure" in text
     assert "Environment=WORKMANAGER_DATABASE=/srv/work.db" in text
     assert "WantedBy=default.target" in text
-    if shutil.which("systemd-analyze"):
-        verify = subprocess.run(
-            ["systemd-analyze", "verify", "--user", str(unit)], capture_output=True, text=True
-        )
-        assert "error" not in verify.stderr.lower() or "Failed to" in verify.stderr, verify.stderr
+    if shutil.which("systemd-analyze"):  # checks the syntax and that ExecStart's program exists
+        verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stderr
 
     status = runner.invoke(main, ["service", "status", "myapp.tasks:wm", "--json"])
     assert json.loads(status.output)["installed"] is True
