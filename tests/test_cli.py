@@ -192,3 +192,39 @@ def test_service_install_writes_a_systemd_user_unit_that_runs_the_worker(tmp_pat
     assert runner.invoke(main, ["service", "uninstall", "myapp.tasks:wm"]).exit_code == 0
     assert not unit.exists()
     assert runner.invoke(main, ["service", "status", "myapp.tasks:wm"]).exit_code == EXIT_NOT_FOUND
+
+
+def test_diagnostics_reports_counts_and_waiting_names_no_live_worker_runs(tmp_path):
+    path, _, waiting = filled(tmp_path)
+    result = CliRunner().invoke(main, ["diagnostics", "-d", path, "--json"])
+    report = json.loads(result.output)
+    assert report["counts"] == {"ENQUEUED": 1, "SUCCEEDED": 1}
+    assert report["oldest_waiting"][0]["id"] == str(waiting.id)
+    assert report["waiting_names_no_live_worker_runs"] == {"hello": 1}  # no worker process is running
+    assert result.exit_code == 1
+
+
+def test_diagnostics_is_clean_while_a_live_worker_runs_the_waiting_names(tmp_path):
+    path, _, _ = filled(tmp_path)
+    with WorkManager(path, workers=[Hello]):
+        result = CliRunner().invoke(main, ["diagnostics", "-d", path, "--json"])
+    report = json.loads(result.output)
+    assert report["waiting_names_no_live_worker_runs"] == {}
+    assert [w["alive"] for w in report["workers"]] == [True]
+    assert result.exit_code == 0
+
+
+def test_diagnostics_counts_work_running_for_a_process_that_is_gone(tmp_path):
+    from workmanager.engine import records
+
+    path = str(tmp_path / "w.db")
+    wm = WorkManager(path, workers=[Hello])
+    request = OneTimeWorkRequest(Hello)
+    with wm._storage.transaction() as tx:
+        tx.work_insert([records.new_work(request, now=1, config=wm.configuration)])
+        tx.work_claim_available(now=2, limit=1, runner_id="gone", run_token=1, names=None)
+
+    result = CliRunner().invoke(main, ["diagnostics", "-d", path])
+
+    assert "RUNNING for a process that is gone" in result.output
+    assert result.exit_code == 1

@@ -25,7 +25,10 @@ from typing import Any
 
 import click
 
+from workmanager.clock import to_ms
 from workmanager.config import Configuration
+from workmanager.engine import constraints, recovery
+from workmanager.engine.constraints import ConstraintTrackers
 from workmanager.info import State
 from workmanager.manager import WorkManager
 from workmanager.requests import ExistingWorkPolicy, OneTimeWorkRequest
@@ -364,6 +367,128 @@ def prune(database: str | None, app: str | None, as_json: bool) -> None:
         _echo_json({"deleted": deleted})
     else:
         click.echo(f"pruned {deleted} finished work item(s)")
+
+
+EXIT_PROBLEMS = 1
+
+
+def diagnose(wm: WorkManager, *, now_ms: int, oldest: int = 5) -> dict[str, Any]:
+    """Android's diagnostics dump, from the database: what runs, what waits and why."""
+    storage = wm._storage
+    me = recovery.ProcessIdentity.current()
+    lease_ms = to_ms(wm.configuration.lease_timeout)
+    runners = storage.runner_list()
+    live = [r for r in runners if not recovery.runner_is_dead(r, me, now=now_ms, lease_ms=lease_ms)]
+    live_ids = {r.id for r in live}
+    owners = storage.work_running_runner_ids()
+    orphaned = sum(1 for owner in owners if owner not in live_ids)
+    state = ConstraintTrackers(
+        constraints.default_trackers(os.path.dirname(os.path.abspath(wm.database)))
+    ).state
+    waiting = []
+    for row in storage.work_oldest_waiting(oldest):
+        stored = (
+            row["required_network_type"],
+            row["requires_charging"],
+            row["requires_battery_not_low"],
+            row["requires_device_idle"],
+            row["requires_storage_not_low"],
+        )
+        unmet = state.unmet_reason(stored)
+        waiting.append(
+            {
+                "id": row["id"],
+                "worker": row["worker_name"],
+                "due": _time(row["next_run_time"]),
+                "late_s": max(0.0, (now_ms - row["next_run_time"]) / 1000),
+                "attempts": row["run_attempt_count"],
+                "unmet_constraint_here": unmet.name if unmet is not None else None,
+            }
+        )
+    runnable: set[str] = set()
+    any_name = False
+    for runner in live:
+        names = json.loads(runner.workers) if runner.workers else None
+        if names is None:
+            any_name = True
+        else:
+            runnable.update(names)
+    waiting_names = storage.work_waiting_worker_names()
+    unrunnable = {} if any_name else {n: c for n, c in waiting_names.items() if n not in runnable}
+    return {
+        "database": wm.database,
+        "counts": {State(k).name: v for k, v in sorted(storage.work_count_by_state().items())},
+        "workers": [
+            {
+                "id": r.id,
+                "host": r.host,
+                "pid": r.pid,
+                "heartbeat_age_s": (now_ms - r.heartbeat_at) / 1000,
+                "alive": r.id in live_ids,
+            }
+            for r in runners
+        ],
+        "running_without_a_live_worker": orphaned,
+        "oldest_waiting": waiting,
+        "waiting_names_no_live_worker_runs": unrunnable,
+    }
+
+
+@main.command()
+@database_option
+@app_option
+@json_option
+def diagnostics(database: str | None, app: str | None, as_json: bool) -> None:
+    """What runs, what waits and why (Android's diagnostics dump).
+
+    Counts by state, the live worker processes, work still RUNNING for a process that is
+    gone (it is taken over by the next worker), the oldest waiting work with any
+    constraint this machine does not meet, and waiting worker names no live process
+    can run. Exits 1 when it finds a problem.
+
+    Example: workmanager diagnostics -d work.db
+    """
+    wm = _open(database, app)
+    report = diagnose(wm, now_ms=wm.configuration.clock.now_ms())
+    problems = report["running_without_a_live_worker"] or report["waiting_names_no_live_worker_runs"]
+    if as_json:
+        _echo_json(report)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        console.print(f"[bold]{report['database']}[/bold]")
+        console.print("  ".join(f"{k} {v}" for k, v in report["counts"].items()) or "no work")
+        workers = Table(title="worker processes")
+        for column in ("id", "host", "pid", "heartbeat age (s)", "alive"):
+            workers.add_column(column)
+        for w in report["workers"]:
+            workers.add_row(
+                w["id"][:12], w["host"], str(w["pid"]), f"{w['heartbeat_age_s']:.1f}", str(w["alive"])
+            )
+        console.print(workers)
+        if report["running_without_a_live_worker"]:
+            console.print(
+                f"[red]{report['running_without_a_live_worker']} work item(s) RUNNING for a process that is gone"
+            )
+        oldest = Table(title="oldest waiting work")
+        for column in ("id", "worker", "due", "late (s)", "attempts", "unmet here"):
+            oldest.add_column(column)
+        for w in report["oldest_waiting"]:
+            oldest.add_row(
+                w["id"],
+                w["worker"],
+                w["due"],
+                f"{w['late_s']:.1f}",
+                str(w["attempts"]),
+                w["unmet_constraint_here"] or "-",
+            )
+        console.print(oldest)
+        for name, count in report["waiting_names_no_live_worker_runs"].items():
+            console.print(f"[yellow]{count} waiting for worker {name!r}, which no live worker process runs")
+    if problems:
+        sys.exit(EXIT_PROBLEMS)
 
 
 @main.group()

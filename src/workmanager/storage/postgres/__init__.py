@@ -587,6 +587,15 @@ class PostgresStorage:
     def work_count_by_state(self) -> dict[int, int]:
         return {int(r[0]): int(r[1]) for r in self._read("work_count_by_state")}
 
+    def work_oldest_waiting(self, limit: int) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(_Q["work_oldest_waiting"], {"limit": limit})
+            columns = [d.name for d in cursor.description or ()]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def work_waiting_worker_names(self) -> dict[str, int]:
+        return {str(r[0]): int(r[1]) for r in self._read("work_waiting_worker_names")}
+
     def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             cursor = conn.execute(_Q["work_list"], {"state": state, "limit": limit})

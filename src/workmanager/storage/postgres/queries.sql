@@ -410,3 +410,13 @@ SELECT tablename FROM pg_tables WHERE schemaname = %(schema)s;
 -- name: ping
 -- The listener's check that its idle connection still reaches the server.
 SELECT 1;
+
+-- name: work_oldest_waiting
+-- For diagnostics: the waiting work that has been due longest.
+SELECT id, worker_name, next_run_time, created_at, run_attempt_count, required_network_type,
+    requires_charging, requires_battery_not_low, requires_device_idle, requires_storage_not_low
+FROM workspec WHERE state = 0 ORDER BY state, next_run_time LIMIT %(limit)s;
+
+-- name: work_waiting_worker_names
+-- For diagnostics: how much waiting work each worker name has.
+SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;

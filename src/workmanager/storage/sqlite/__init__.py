@@ -568,6 +568,15 @@ class SqliteStorage:
     def work_count_by_state(self) -> dict[int, int]:
         return dict(self._read("work_count_by_state"))
 
+    def work_oldest_waiting(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._conn.execute(_Q["work_oldest_waiting"], {"limit": limit})
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def work_waiting_worker_names(self) -> dict[str, int]:
+        return dict(self._read("work_waiting_worker_names"))
+
     def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]:
         with self._lock:
             cursor = self._conn.execute(_Q["work_list"], {"state": state, "limit": limit})

@@ -338,3 +338,13 @@ SELECT coalesce(sum(duration_ms), 0) FROM expedited_usage WHERE finished_at > :s
 
 -- name: expedited_usage_prune
 DELETE FROM expedited_usage WHERE finished_at <= :before;
+
+-- name: work_oldest_waiting
+-- For diagnostics: the waiting work that has been due longest.
+SELECT id, worker_name, next_run_time, created_at, run_attempt_count, required_network_type,
+    requires_charging, requires_battery_not_low, requires_device_idle, requires_storage_not_low
+FROM workspec WHERE state = 0 ORDER BY state, next_run_time LIMIT :limit;
+
+-- name: work_waiting_worker_names
+-- For diagnostics: how much waiting work each worker name has.
+SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;
