@@ -228,3 +228,22 @@ def test_diagnostics_counts_work_running_for_a_process_that_is_gone(tmp_path):
 
     assert "RUNNING for a process that is gone" in result.output
     assert result.exit_code == 1
+
+
+def test_list_filters_by_tag_unique_name_and_worker_and_sorts_oldest_first(tmp_path):
+    path, done, waiting = filled(tmp_path)
+    runner = CliRunner()
+    unique = runner.invoke(
+        main, ["enqueue", "other", "--unique", "u1", "--delay", "60", "-d", path]
+    ).output.strip()
+
+    def ids(*args: str) -> list[str]:
+        result = runner.invoke(main, ["list", "-d", path, "--json", *args])
+        assert result.exit_code == 0, result.output
+        return [row["id"] for row in json.loads(result.output)]
+
+    assert ids("--tag", "greetings") == [str(done.id)]
+    assert ids("--unique", "u1") == [unique]
+    assert ids("--worker", "other") == [unique]
+    assert ids("--oldest-first")[-1] == unique
+    assert ids()[0] == unique

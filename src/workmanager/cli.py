@@ -175,15 +175,36 @@ def _finished(wm: WorkManager) -> int:
 @click.option(
     "--state", type=click.Choice([s.name for s in State], case_sensitive=False), help="Only this state."
 )
+@click.option("--tag", help="Only work with this tag.")
+@click.option("--unique", help="Only work of this unique name.")
+@click.option("--worker", "worker_name", help="Only work for this worker name.")
+@click.option("--oldest-first", is_flag=True, help="Sort oldest first (default: newest first).")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_work(database: str | None, app: str | None, state: str | None, limit: int, as_json: bool) -> None:
-    """List the newest work.
+def list_work(
+    database: str | None,
+    app: str | None,
+    state: str | None,
+    tag: str | None,
+    unique: str | None,
+    worker_name: str | None,
+    oldest_first: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List work, newest first, filtered by state, tag, unique name or worker.
 
-    Example: workmanager list -d work.db --state FAILED
+    Example: workmanager list -d work.db --state FAILED --tag uploads
     """
     wm = _open(database, app)
-    rows = wm._storage.work_list(state=State[state.upper()].value if state else None, limit=limit)
+    rows = wm._storage.work_list(
+        state=State[state.upper()].value if state else None,
+        limit=limit,
+        tag=tag,
+        name=unique,
+        worker=worker_name,
+        oldest_first=oldest_first,
+    )
     items = [
         {
             "id": r["id"],

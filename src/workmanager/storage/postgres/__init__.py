@@ -596,9 +596,28 @@ class PostgresStorage:
     def work_waiting_worker_names(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self._read("work_waiting_worker_names")}
 
-    def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]:
+    def work_list(
+        self,
+        *,
+        state: int | None,
+        limit: int,
+        tag: str | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+        oldest_first: bool = False,
+    ) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
-            cursor = conn.execute(_Q["work_list"], {"state": state, "limit": limit})
+            cursor = conn.execute(
+                _Q["work_list"],
+                {
+                    "state": state,
+                    "limit": limit,
+                    "tag": tag,
+                    "name": name,
+                    "worker": worker,
+                    "oldest_first": oldest_first,
+                },
+            )
             columns = [d.name for d in cursor.description or ()]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 

@@ -247,7 +247,10 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
     w.tags
 FROM workspec w
 WHERE (%(state)s::int IS NULL OR w.state = %(state)s::int)
-ORDER BY w.created_at DESC, w.id
+  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag = %(tag)s::text))
+  AND (%(name)s::text IS NULL OR w.id IN (SELECT work_id FROM workname WHERE name = %(name)s::text))
+ORDER BY CASE WHEN %(oldest_first)s THEN w.created_at ELSE -w.created_at END, w.id
 LIMIT %(limit)s;
 
 -- name: work_detail

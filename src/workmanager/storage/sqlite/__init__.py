@@ -577,9 +577,28 @@ class SqliteStorage:
     def work_waiting_worker_names(self) -> dict[str, int]:
         return dict(self._read("work_waiting_worker_names"))
 
-    def work_list(self, *, state: int | None, limit: int) -> list[dict[str, Any]]:
+    def work_list(
+        self,
+        *,
+        state: int | None,
+        limit: int,
+        tag: str | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+        oldest_first: bool = False,
+    ) -> list[dict[str, Any]]:
         with self._lock:
-            cursor = self._conn.execute(_Q["work_list"], {"state": state, "limit": limit})
+            cursor = self._conn.execute(
+                _Q["work_list"],
+                {
+                    "state": state,
+                    "limit": limit,
+                    "tag": tag,
+                    "name": name,
+                    "worker": worker,
+                    "oldest_first": oldest_first,
+                },
+            )
             columns = [d[0] for d in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 

@@ -222,12 +222,16 @@ ORDER BY w.created_at, w.id;
 SELECT state, count(*) FROM workspec GROUP BY state;
 
 -- name: work_list
--- For the command line: newest first, optionally one state.
+-- For the command line: newest first (or oldest first), filtered by any of state, tag,
+-- unique name and worker name.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags
 FROM workspec w
 WHERE (:state IS NULL OR w.state = :state)
-ORDER BY w.created_at DESC, w.id
+  AND (:worker IS NULL OR w.worker_name = :worker)
+  AND (:tag IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag = :tag))
+  AND (:name IS NULL OR w.id IN (SELECT work_id FROM workname WHERE name = :name))
+ORDER BY CASE WHEN :oldest_first THEN w.created_at ELSE -w.created_at END, w.id
 LIMIT :limit;
 
 -- name: work_detail
