@@ -12,7 +12,15 @@ from typing import ClassVar
 from workmanager.data import Data
 from workmanager.requests import Constraints
 
-__all__ = ["PeriodicityInfo", "State", "StopReason", "UpdateResult", "WorkInfo", "WorkQuery"]
+__all__ = [
+    "ForegroundInfo",
+    "PeriodicityInfo",
+    "State",
+    "StopReason",
+    "UpdateResult",
+    "WorkInfo",
+    "WorkQuery",
+]
 
 
 class State(enum.Enum):
@@ -69,6 +77,14 @@ class UpdateResult(enum.Enum):
 
 
 @dataclass(frozen=True)
+class ForegroundInfo:
+    """Describes long-running work to the user (Android's notification, here a title and text)."""
+
+    title: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class PeriodicityInfo:
     repeat_interval: timedelta
     flex_interval: timedelta
@@ -92,6 +108,8 @@ class WorkInfo:
     periodicity_info: PeriodicityInfo | None = None
     next_schedule_time: datetime | None = None
     stop_reason: StopReason = StopReason.NOT_STOPPED
+    #: Set while long-running work (set_foreground) runs; beyond Android's WorkInfo.
+    foreground_info: ForegroundInfo | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from workmanager.data import Data, DataLike
-from workmanager.info import StopReason
+from workmanager.info import ForegroundInfo, StopReason
 
 __all__ = [
     "CoroutineWorker",
@@ -64,14 +64,6 @@ class Result:
         if self.kind is ResultKind.RETRY:
             return "Result.retry()"
         return f"Result.{self.kind.value}({dict(self.output_data)!r})"
-
-
-@dataclass(frozen=True)
-class ForegroundInfo:
-    """Describes long-running work to the user (Android's notification, here a title and text)."""
-
-    title: str
-    text: str = ""
 
 
 @dataclass

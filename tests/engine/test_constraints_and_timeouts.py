@@ -147,3 +147,39 @@ def test_long_running_work_that_called_set_foreground_is_exempt_from_the_timeout
 
         assert wm.get_work_info_by_id(request.id).state is S.RUNNING
         wm.cancel_work_by_id(request.id)
+
+
+hold = threading.Event()
+
+
+class Exporter(Worker):
+    name = "exporter"
+
+    def do_work(self) -> Result:
+        self.set_foreground(ForegroundInfo(title="Exporting", text="2 GB"))
+        self.set_progress({"done": 3})
+        started.set()
+        hold.wait(WAIT_S)
+        return Result.success()
+
+
+def test_long_running_work_shows_its_title_text_and_progress_while_it_runs(tmp_path):
+    hold.clear()
+    started.clear()
+    wm = WorkManager(
+        tmp_path / "w.db", workers=[Exporter], configuration=Configuration(constraint_trackers=())
+    )
+    with wm:
+        request = OneTimeWorkRequest(Exporter)
+        wm.enqueue(request)
+        assert started.wait(WAIT_S)
+
+        info = wm.get_work_info_by_id(request.id)
+        assert info.state is S.RUNNING
+        assert info.foreground_info == ForegroundInfo(title="Exporting", text="2 GB")
+        assert info.progress == {"done": 3}
+
+        hold.set()
+        finished = wm.await_work(request.id, timeout=WAIT_S)
+        assert finished.foreground_info is None
+        assert finished.progress == {}

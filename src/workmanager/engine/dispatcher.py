@@ -154,7 +154,12 @@ class Engine:
             with self._lock:
                 run = self._running.get(claimed.id)
                 if run is not None:
-                    run.foreground = True
+                    run.foreground = True  # exempt from the execution timeout from now on
+            stored = json.dumps({"title": info.title, "text": info.text})
+            with self._storage.transaction() as tx:
+                ok = tx.work_foreground_set_if_running(claimed.id, claimed.run_token, stored)
+            if ok:
+                self._feed.bump()
 
         return update
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ from workmanager.clock import ms_to_datetime, to_ms
 from workmanager.config import Configuration
 from workmanager.data import Data
 from workmanager.engine import schedule
-from workmanager.info import PeriodicityInfo, State, StopReason, WorkInfo
+from workmanager.info import ForegroundInfo, PeriodicityInfo, State, StopReason, WorkInfo
 from workmanager.requests import Constraints, NetworkType, PeriodicWorkRequest, WorkRequest
 from workmanager.storage.base import NEVER, InfoRow, NewWork, ScheduleFields
 
@@ -138,4 +139,9 @@ def work_info(row: InfoRow) -> WorkInfo:
         ),
         next_schedule_time=ms_to_datetime(row.next_run_time) if state is State.ENQUEUED else None,
         stop_reason=stop_reason,
+        foreground_info=(
+            ForegroundInfo(**json.loads(row.foreground))
+            if state is State.RUNNING and row.foreground
+            else None
+        ),
     )

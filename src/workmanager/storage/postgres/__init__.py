@@ -136,7 +136,7 @@ def _constraint_params(constraints: dict[str, int] | None, met_ids: list[str] | 
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
-    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]))
+    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17])
     return InfoRow(*fields)
 
 
@@ -272,6 +272,10 @@ class PostgresTransaction:
             "next_schedule_time_override": next_schedule_time_override,
         }
         return self._changed_rows("work_enqueue_if_running", params) == 1
+
+    def work_foreground_set_if_running(self, work_id: str, run_token: int, foreground: str) -> bool:
+        params = {"id": work_id, "run_token": run_token, "foreground": foreground}
+        return self._changed_rows("work_foreground_set_if_running", params) == 1
 
     def work_progress_set_if_running(self, work_id: str, run_token: int, progress: str) -> bool:
         params = {"id": work_id, "run_token": run_token, "progress": progress}

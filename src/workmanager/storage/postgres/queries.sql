@@ -124,20 +124,20 @@ FROM workspec WHERE id = %(id)s;
 
 -- name: work_succeed_if_running
 UPDATE workspec
-SET state = 2, output = %(output)s, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+SET state = 2, output = %(output)s, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
     finished_at = %(now)s
 WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
 
 -- name: work_fail_if_running
 UPDATE workspec
-SET state = 3, output = %(output)s, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+SET state = 3, output = %(output)s, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
     finished_at = %(now)s
 WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
 
 -- name: work_enqueue_if_running
 -- Back to ENQUEUED: retry, the next period, or a stop.
 UPDATE workspec
-SET state = 0, progress = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
+SET state = 0, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
     run_attempt_count = %(run_attempt_count)s, last_enqueue_time = %(last_enqueue_time)s,
     next_run_time = %(next_run_time)s, period_count = %(period_count)s, stop_reason = %(stop_reason)s,
     next_schedule_time_override = %(next_schedule_time_override)s
@@ -184,7 +184,7 @@ WITH RECURSIVE target(id) AS (
     UNION
     SELECT d.work_id FROM dependency d JOIN target ON d.prerequisite_id = target.id)
 UPDATE workspec
-SET state = 5, stop_reason = 1, finished_at = %(now)s, next_run_time = %(never)s, progress = NULL
+SET state = 5, stop_reason = 1, finished_at = %(now)s, next_run_time = %(never)s, progress = NULL, foreground = NULL
 WHERE id IN (SELECT id FROM target) AND state NOT IN (2, 3, 5)
 RETURNING id, runner_id;
 
@@ -206,14 +206,14 @@ SELECT id, state, run_token, stop_reason FROM workspec WHERE id = ANY(%(ids)s::t
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags
+    w.stop_reason, w.tags, w.foreground
 FROM workspec w WHERE w.id = %(id)s;
 
 -- name: work_info_by_tag
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags
+    w.stop_reason, w.tags, w.foreground
 FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = %(tag)s
 ORDER BY w.created_at, w.id;
 
@@ -221,7 +221,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags
+    w.stop_reason, w.tags, w.foreground
 FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = %(name)s
 ORDER BY w.created_at, w.id;
 
@@ -230,7 +230,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags
+    w.stop_reason, w.tags, w.foreground
 FROM workspec w
 WHERE (%(ids)s::text[] IS NULL OR w.id = ANY(%(ids)s::text[]))
   AND (%(states)s::int[] IS NULL OR w.state = ANY(%(states)s::int[]))
@@ -290,7 +290,7 @@ SET state = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN 3 ELSE 0 EN
     output = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN %(lost_output)s ELSE output END,
     finished_at = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN %(now)s ELSE finished_at END,
     next_run_time = CASE WHEN orphan_count + 1 >= %(max_orphaned_runs)s THEN %(never)s ELSE %(now)s END,
-    orphan_count = orphan_count + 1, progress = NULL, runner_id = NULL, run_token = NULL
+    orphan_count = orphan_count + 1, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL
 WHERE state = 1 AND runner_id IS NOT DISTINCT FROM %(runner_id)s::text
 RETURNING id, state;
 
@@ -423,3 +423,6 @@ FROM workspec WHERE state = 0 ORDER BY state, next_run_time LIMIT %(limit)s;
 -- name: work_waiting_worker_names
 -- For diagnostics: how much waiting work each worker name has.
 SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;
+
+-- name: work_foreground_set_if_running
+UPDATE workspec SET foreground = %(foreground)s WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;

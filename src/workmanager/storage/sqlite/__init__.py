@@ -217,6 +217,10 @@ class SqliteTransaction:
         }
         return self._conn.execute(_Q["work_enqueue_if_running"], params).rowcount == 1
 
+    def work_foreground_set_if_running(self, work_id: str, run_token: int, foreground: str) -> bool:
+        params = {"id": work_id, "run_token": run_token, "foreground": foreground}
+        return self._conn.execute(_Q["work_foreground_set_if_running"], params).rowcount == 1
+
     def work_progress_set_if_running(self, work_id: str, run_token: int, progress: str) -> bool:
         params = {"id": work_id, "run_token": run_token, "progress": progress}
         return self._conn.execute(_Q["work_progress_set_if_running"], params).rowcount == 1
@@ -359,7 +363,7 @@ class SqliteTransaction:
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
-    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]))
+    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17])
     return InfoRow(*fields)
 
 

@@ -11,6 +11,7 @@ CREATE TABLE workspec (
     input                     TEXT NOT NULL DEFAULT '{}',
     output                    TEXT NOT NULL DEFAULT '{}',
     progress                  TEXT,                      -- NULL unless running
+    foreground                TEXT,                      -- JSON title/text of long-running work, while it runs
     input_merger              TEXT NOT NULL DEFAULT 'OverwritingInputMerger',
     initial_delay_ms          BIGINT NOT NULL DEFAULT 0,
     interval_ms               BIGINT NOT NULL DEFAULT 0, -- 0: one-time work
