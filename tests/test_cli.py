@@ -231,7 +231,7 @@ def test_diagnostics_counts_work_running_for_a_process_that_is_gone(tmp_path):
 
 
 def test_list_filters_by_tag_unique_name_and_worker_and_sorts_oldest_first(tmp_path):
-    path, done, waiting = filled(tmp_path)
+    path, done, _ = filled(tmp_path)
     runner = CliRunner()
     unique = runner.invoke(
         main, ["enqueue", "other", "--unique", "u1", "--delay", "60", "-d", path]

@@ -50,6 +50,8 @@ class StopReason(enum.IntEnum):
     NOT_STOPPED = -256
     #: Work orphaned by its process dying too many times in a row (a crash loop).
     WORKER_LOST = -129
+    #: A custom constraint (Constraints.custom) stopped holding.
+    CONSTRAINT_CUSTOM = -130
     FOREGROUND_SERVICE_TIMEOUT = -128
     CANCELLED_BY_APP = 1
     PREEMPT = 2

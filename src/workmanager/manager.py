@@ -150,6 +150,12 @@ class WorkManager:
         return None if known is None else list(known)
 
     def _check_worker(self, request: WorkRequest) -> None:
+        unknown = request.constraints.custom - self._engine.trackers.state.custom_known
+        if unknown and not self._inline:  # the test manager leaves them unmet until declared met
+            raise ValueError(
+                f"constraints.custom: no constraint tracker answers for {sorted(unknown)}; register one in "
+                "Configuration(constraint_trackers=...) whose read() returns those names"
+            )
         if self.configuration.worker_factory is not None:
             return  # a custom factory may create names we cannot list
         registered = self._registry.get(request.worker_name)

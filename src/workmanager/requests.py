@@ -75,12 +75,22 @@ class Constraints:
     requires_battery_not_low: bool = False
     requires_device_idle: bool = False
     requires_storage_not_low: bool = False
+    #: Names of custom constraints (beyond Android), answered by trackers registered under
+    #: those names in Configuration.constraint_trackers.
+    custom: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not isinstance(self.required_network_type, NetworkType):
             raise ValueError(
                 f"Constraints.required_network_type must be a NetworkType, got {self.required_network_type!r}"
             )
+        if isinstance(self.custom, str):
+            raise ValueError(f"Constraints.custom must be a collection of names, got the str {self.custom!r}")
+        custom = frozenset(self.custom)
+        for name in custom:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"Constraints.custom: names must be non-empty str, got {name!r}")
+        object.__setattr__(self, "custom", custom)
 
     @property
     def is_empty(self) -> bool:

@@ -183,3 +183,56 @@ def test_long_running_work_shows_its_title_text_and_progress_while_it_runs(tmp_p
         finished = wm.await_work(request.id, timeout=WAIT_S)
         assert finished.foreground_info is None
         assert finished.progress == {}
+
+
+GPU = Constraints(custom={"gpu-free"})
+
+
+def test_a_custom_constraint_gates_work_until_its_tracker_says_it_holds(tmp_path):
+    tracker = FixedTracker(**{"gpu-free": False})
+    with threaded(tmp_path, tracker) as wm:
+        request = OneTimeWorkRequest(Quick, constraints=GPU)
+        other = OneTimeWorkRequest(Quick)
+        wm.enqueue([request, other])
+        wm.await_work(other.id, timeout=WAIT_S)
+        info = wm.get_work_info_by_id(request.id)
+        assert info.state is S.ENQUEUED
+        assert info.constraints.custom == {"gpu-free"}
+
+        tracker.set(**{"gpu-free": True})
+        wm._engine.trackers.refresh()
+
+        assert wm.await_work(request.id, timeout=WAIT_S).state is S.SUCCEEDED
+
+
+def test_running_work_that_loses_a_custom_constraint_is_stopped_with_constraint_custom(tmp_path):
+    tracker = FixedTracker(**{"gpu-free": True})
+    with threaded(tmp_path, tracker) as wm:
+        request = OneTimeWorkRequest(Patient, constraints=GPU)
+        wm.enqueue(request)
+        assert started.wait(WAIT_S)
+
+        tracker.set(**{"gpu-free": False})
+        wm._engine.trackers.refresh()
+
+        assert wait_state(wm, request, S.ENQUEUED).stop_reason is StopReason.CONSTRAINT_CUSTOM
+        wm.cancel_work_by_id(request.id)
+
+
+def test_a_custom_constraint_no_tracker_knows_is_refused_at_enqueue(tmp_path):
+    import pytest
+
+    with threaded(tmp_path, FixedTracker()) as wm:
+        request = OneTimeWorkRequest(Quick, constraints=Constraints(custom={"quantum-ready"}))
+        with pytest.raises(ValueError, match=r"constraints\.custom.*quantum-ready"):
+            wm.enqueue(request)
+        assert wm.get_work_info_by_id(request.id) is None
+
+
+def test_in_the_test_manager_a_custom_constraint_waits_until_declared_met():
+    wm = create_test_work_manager(workers=[Quick])
+    request = OneTimeWorkRequest(Quick, constraints=GPU)
+    wm.enqueue(request)
+    assert wm.get_work_info_by_id(request.id).state is S.ENQUEUED
+    get_test_driver(wm).set_all_constraints_met(request.id)
+    assert wm.get_work_info_by_id(request.id).state is S.SUCCEEDED

@@ -152,3 +152,21 @@ def test_a_failing_tracker_keeps_its_last_answer():
 
     trackers = ConstraintTrackers([FixedTracker(charging=False), Broken()])
     assert trackers.refresh().charging is False
+
+
+def test_names_a_tracker_reports_beyond_the_standard_ones_are_custom_constraints():
+    fixed = FixedTracker(charging=True, **{"gpu-free": True, "vpn-up": False})
+    state = ConstraintTrackers([fixed]).refresh()
+    assert state.custom_met == {"gpu-free"}
+    assert state.custom_known == {"gpu-free", "vpn-up"}
+    assert state.unmet_reason((0, 0, 0, 0, 0), frozenset({"vpn-up"})) is StopReason.CONSTRAINT_CUSTOM
+    assert state.unmet_reason((0, 0, 0, 0, 0), frozenset({"gpu-free"})) is None
+
+
+def test_custom_constraint_names_must_be_non_empty_strings():
+    from workmanager import Constraints
+
+    with pytest.raises(ValueError, match=r"Constraints\.custom"):
+        Constraints(custom="gpu")
+    with pytest.raises(ValueError, match=r"Constraints\.custom"):
+        Constraints(custom={""})

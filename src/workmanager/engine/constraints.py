@@ -53,6 +53,9 @@ class ConstraintState:
     battery_not_low: bool = True
     device_idle: bool = True
     storage_not_low: bool = True
+    #: Custom constraints (by name) that currently hold, and every name a tracker answers for.
+    custom_met: frozenset[str] = frozenset()
+    custom_known: frozenset[str] = frozenset()
 
     def network_ok(self, required: NetworkType) -> bool:
         if required is NetworkType.NOT_REQUIRED:
@@ -67,9 +70,13 @@ class ConstraintState:
             return self.metered
         return True
 
-    def unmet_reason(self, stored: tuple[int, int, int, int, int]) -> StopReason | None:
+    def unmet_reason(
+        self, stored: tuple[int, int, int, int, int], custom: frozenset[str] = frozenset()
+    ) -> StopReason | None:
         """Why constraints stored as (network, charging, battery, idle, storage) do not hold."""
         network, charging, battery_not_low, idle, storage_not_low = stored
+        if custom - self.custom_met:
+            return StopReason.CONSTRAINT_CUSTOM
         if not self.network_ok(NetworkType(network)):
             return StopReason.CONSTRAINT_CONNECTIVITY
         if charging and not self.charging:
@@ -84,10 +91,10 @@ class ConstraintState:
 
     @classmethod
     def sql_fields(cls) -> tuple[str, ...]:
-        """The field names trackers report."""
-        return tuple(f.name for f in fields(cls))
+        """The field names trackers report (any other name a tracker reports is a custom one)."""
+        return tuple(f.name for f in fields(cls) if not f.name.startswith("custom_"))
 
-    def sql_params(self) -> dict[str, int]:
+    def sql_params(self) -> dict[str, Any]:
         """The answers as the claim's parameters (see queries.sql)."""
         return {
             "net_connected": int(self.connected),
@@ -98,6 +105,7 @@ class ConstraintState:
             "battery_not_low": int(self.battery_not_low),
             "device_idle": int(self.device_idle),
             "storage_not_low": int(self.storage_not_low),
+            "custom_met": sorted(self.custom_met),
         }
 
 
@@ -226,7 +234,16 @@ class ConstraintTrackers:
             except Exception:
                 log.exception("constraint tracker %s failed; keeping its last answer", type(tracker).__name__)
         previous = getattr(self, "_state", ALL_MET)
-        return replace(previous, **values)
+        standard = set(ConstraintState.sql_fields())
+        custom = {name: bool(v) for name, v in values.items() if name not in standard}
+        # A custom name a tracker stopped answering for keeps its last answer.
+        met = (previous.custom_met - custom.keys()) | {name for name, v in custom.items() if v}
+        return replace(
+            previous,
+            **{k: v for k, v in values.items() if k in standard},
+            custom_met=frozenset(met),
+            custom_known=previous.custom_known | custom.keys(),
+        )
 
     @property
     def state(self) -> ConstraintState:

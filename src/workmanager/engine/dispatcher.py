@@ -541,7 +541,7 @@ class Engine:
         for run in runs:
             if run.claimed.id in self.constraints_met_ids:
                 continue
-            reason = state.unmet_reason(run.claimed.constraints)
+            reason = state.unmet_reason(run.claimed.constraints, run.claimed.custom_constraints)
             if reason is not None:
                 self.stop_work([run.claimed.id], reason)
 

@@ -98,6 +98,7 @@ def new_work(
         now if state.is_finished else None,
         cron,
         cron_timezone,
+        _custom_json(request.constraints.custom),
         tuple(sorted(request.tags)),
         names,
         prerequisites,
@@ -105,6 +106,12 @@ def new_work(
 
 
 _NOT_STOPPED = StopReason.NOT_STOPPED.value
+
+
+def _custom_json(custom: frozenset[str]) -> str | None:
+    return json.dumps(sorted(custom)) if custom else None
+
+
 _CANCELLED = StopReason.CANCELLED_BY_APP.value
 
 
@@ -130,6 +137,7 @@ def work_info(row: InfoRow) -> WorkInfo:
             requires_battery_not_low=bool(row.requires_battery_not_low),
             requires_device_idle=bool(row.requires_device_idle),
             requires_storage_not_low=bool(row.requires_storage_not_low),
+            custom=frozenset(row.custom_constraints),
         ),
         initial_delay=timedelta(milliseconds=row.initial_delay_ms),
         periodicity_info=(

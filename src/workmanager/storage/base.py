@@ -85,6 +85,7 @@ class NewWork(NamedTuple):
     finished_at: int | None
     cron: str | None = None
     cron_timezone: str | None = None
+    custom_constraints: str | None = None  # JSON list of names, or None
     tags: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     prerequisites: tuple[str, ...] = ()
@@ -107,6 +108,7 @@ class ClaimedWork:
     #: (network type, charging, battery not low, idle, storage not low), as stored
     constraints: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     expedited: bool = False
+    custom_constraints: frozenset[str] = frozenset()
 
     @property
     def is_periodic(self) -> bool:
@@ -136,6 +138,7 @@ class InfoRow:
     tags: tuple[str, ...]
     #: JSON {"title", "text"} while long-running work runs
     foreground: str | None = None
+    custom_constraints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ class Transaction(Protocol):
         runner_id: str,
         run_token: int,
         names: list[str] | None,
-        constraints: dict[str, int] | None = None,
+        constraints: dict[str, Any] | None = None,
         constraints_met_ids: list[str] | None = None,
         expedited_only: bool = False,
     ) -> list[ClaimedWork]:
@@ -273,7 +276,7 @@ class Storage(Protocol):
     def work_next_due(
         self,
         names: list[str] | None,
-        constraints: dict[str, int] | None = None,
+        constraints: dict[str, Any] | None = None,
         constraints_met_ids: list[str] | None = None,
     ) -> int | None: ...
     def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]: ...

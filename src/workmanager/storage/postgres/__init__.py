@@ -130,13 +130,19 @@ def _insert_params(row: NewWork) -> tuple[Any, ...]:
     return (*row[:_INSERT_FIELDS], _tags_json(row.tags))
 
 
-def _constraint_params(constraints: dict[str, int] | None, met_ids: list[str] | None) -> dict[str, Any]:
-    met = _ALL_MET if constraints is None else {k: bool(v) for k, v in constraints.items()}
-    return {**met, "constraints_met_ids": list(met_ids or [])}
+def _constraint_params(constraints: dict[str, Any] | None, met_ids: list[str] | None) -> dict[str, Any]:
+    if constraints is None:
+        return {**_ALL_MET, "custom_met": None, "constraints_met_ids": list(met_ids or [])}
+    met = {k: bool(v) for k, v in constraints.items() if k != "custom_met"}
+    return {
+        **met,
+        "custom_met": list(constraints.get("custom_met", ())),
+        "constraints_met_ids": list(met_ids or []),
+    }
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
-    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17])
+    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
     return InfoRow(*fields)
 
 
@@ -228,6 +234,7 @@ class PostgresTransaction:
                 bool(r[9]),
                 tuple(r[10:15]),
                 bool(r[15]),
+                frozenset(_tags(r[16])),
             )
             for r in rows
         ]

@@ -15,9 +15,9 @@ INSERT INTO workspec (
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
     requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
     minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
-    cron_timezone, tags)
+    cron_timezone, custom_constraints, tags)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-    %s);
+    %s, %s);
 
 -- name: worktag_insert
 INSERT INTO worktag (tag, work_id) VALUES (%s, %s) ON CONFLICT DO NOTHING;
@@ -56,6 +56,9 @@ FROM (
            AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
            AND (requires_device_idle = 0 OR %(device_idle)s)
            AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+           AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
+                SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
+                WHERE c.name <> ALL(%(custom_met)s::text[])))
            OR id = ANY(%(constraints_met_ids)s::text[]))
     ORDER BY next_run_time
     LIMIT %(limit)s
@@ -65,7 +68,7 @@ RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.g
     w.run_token, w.tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
-    w.requires_storage_not_low, w.expedited;
+    w.requires_storage_not_low, w.expedited, w.custom_constraints;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -86,6 +89,9 @@ FROM (
            AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
            AND (requires_device_idle = 0 OR %(device_idle)s)
            AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+           AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
+                SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
+                WHERE c.name <> ALL(%(custom_met)s::text[])))
            OR id = ANY(%(constraints_met_ids)s::text[]))
     ORDER BY next_run_time
     LIMIT %(limit)s
@@ -95,7 +101,7 @@ RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.g
     w.run_token, w.tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
-    w.requires_storage_not_low, w.expedited;
+    w.requires_storage_not_low, w.expedited, w.custom_constraints;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due.
@@ -110,6 +116,9 @@ WHERE state = 0 AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::t
            AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
            AND (requires_device_idle = 0 OR %(device_idle)s)
            AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+           AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
+                SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
+                WHERE c.name <> ALL(%(custom_met)s::text[])))
            OR id = ANY(%(constraints_met_ids)s::text[]))
 ORDER BY next_run_time
 LIMIT 1;
@@ -206,14 +215,14 @@ SELECT id, state, run_token, stop_reason FROM workspec WHERE id = ANY(%(ids)s::t
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM workspec w WHERE w.id = %(id)s;
 
 -- name: work_info_by_tag
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = %(tag)s
 ORDER BY w.created_at, w.id;
 
@@ -221,7 +230,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = %(name)s
 ORDER BY w.created_at, w.id;
 
@@ -230,7 +239,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM workspec w
 WHERE (%(ids)s::text[] IS NULL OR w.id = ANY(%(ids)s::text[]))
   AND (%(states)s::int[] IS NULL OR w.state = ANY(%(states)s::int[]))

@@ -73,8 +73,12 @@ _ALL_MET = {
 }
 
 
-def _constraint_params(constraints: dict[str, int] | None, met_ids: list[str] | None) -> dict[str, Any]:
-    return {**(constraints or _ALL_MET), "constraints_met_ids": json.dumps(met_ids or [])}
+def _constraint_params(constraints: dict[str, Any] | None, met_ids: list[str] | None) -> dict[str, Any]:
+    met_ids_json = json.dumps(met_ids or [])
+    if constraints is None:  # no trackers: everything counts as met, custom constraints too
+        return {**_ALL_MET, "custom_met": None, "constraints_met_ids": met_ids_json}
+    custom = json.dumps(sorted(constraints.get("custom_met", ())))
+    return {**constraints, "custom_met": custom, "constraints_met_ids": met_ids_json}
 
 
 def _insert_params(row: NewWork) -> tuple[Any, ...]:
@@ -172,6 +176,7 @@ class SqliteTransaction:
                 bool(r[9]),
                 tuple(r[10:15]),
                 bool(r[15]),
+                frozenset(_tags(r[16])),
             )
             for r in rows
         ]
@@ -363,7 +368,7 @@ class SqliteTransaction:
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
-    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17])
+    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
     return InfoRow(*fields)
 
 

@@ -8,8 +8,8 @@ INSERT INTO workspec (
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
     requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
     minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
-    cron_timezone, tags)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    cron_timezone, custom_constraints, tags)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: worktag_insert
 INSERT OR IGNORE INTO worktag (tag, work_id) VALUES (?, ?);
@@ -46,6 +46,9 @@ WHERE id IN (
            AND (requires_battery_not_low = 0 OR :battery_not_low)
            AND (requires_device_idle = 0 OR :device_idle)
            AND (requires_storage_not_low = 0 OR :storage_not_low)
+           AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(custom_constraints) AS c
+                WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
            OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
     ORDER BY state, next_run_time
     LIMIT :limit)
@@ -53,7 +56,7 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited;
+    requires_storage_not_low, expedited, custom_constraints;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -74,6 +77,9 @@ WHERE id IN (
            AND (requires_battery_not_low = 0 OR :battery_not_low)
            AND (requires_device_idle = 0 OR :device_idle)
            AND (requires_storage_not_low = 0 OR :storage_not_low)
+           AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(custom_constraints) AS c
+                WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
            OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
     ORDER BY next_run_time
     LIMIT :limit)
@@ -81,7 +87,7 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited;
+    requires_storage_not_low, expedited, custom_constraints;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due. Walks the claim index
@@ -97,6 +103,9 @@ WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_ea
            AND (requires_battery_not_low = 0 OR :battery_not_low)
            AND (requires_device_idle = 0 OR :device_idle)
            AND (requires_storage_not_low = 0 OR :storage_not_low)
+           AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(custom_constraints) AS c
+                WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
            OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
 ORDER BY state, next_run_time
 LIMIT 1;
@@ -185,14 +194,14 @@ SELECT id, state, run_token, stop_reason FROM workspec WHERE id IN (SELECT value
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM workspec w WHERE w.id = :id;
 
 -- name: work_info_by_tag
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = :tag
 ORDER BY w.created_at, w.id;
 
@@ -200,7 +209,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = :name
 ORDER BY w.created_at, w.id;
 
@@ -209,7 +218,7 @@ ORDER BY w.created_at, w.id;
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
-    w.stop_reason, w.tags, w.foreground
+    w.stop_reason, w.tags, w.foreground, w.custom_constraints
 FROM workspec w
 WHERE (:ids IS NULL OR w.id IN (SELECT value FROM json_each(:ids)))
   AND (:states IS NULL OR w.state IN (SELECT value FROM json_each(:states)))

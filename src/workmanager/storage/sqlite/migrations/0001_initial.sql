@@ -21,6 +21,7 @@ CREATE TABLE workspec (
     requires_battery_not_low  INTEGER NOT NULL DEFAULT 0,
     requires_device_idle      INTEGER NOT NULL DEFAULT 0,
     requires_storage_not_low  INTEGER NOT NULL DEFAULT 0,
+    custom_constraints        TEXT,                      -- JSON list of custom constraint names, or NULL
     run_attempt_count         INTEGER NOT NULL DEFAULT 0,
     backoff_policy            INTEGER NOT NULL DEFAULT 0,
     backoff_delay_ms          INTEGER NOT NULL DEFAULT 30000,
