@@ -10,7 +10,10 @@ with the library's default durability (WAL, synchronous=FULL):
    start -> the database shows 0 unfinished jobs);
 4. enqueue-to-start latency (200 jobs, 20 ms apart) with work run in the benchmark process and
    in another process, vs a raw claim loop polling ``PRAGMA data_version`` every 1 ms (in a
-   thread, and in another process).
+   thread, and in another process);
+5. graphs (bench/wmgraph.py): a fan-out of 10,000 into one join and a 10,000-long chain, each
+   enqueued in one call, and the cost of resolving dependents when a prerequisite finishes
+   (1k and 10k dependents, success unblocking them and failure failing them), per node.
 
 workmanager is used through its public API only. Environment: ``WMBENCH_N`` (default 10000),
 ``WMBENCH_DIR`` (where the databases go; default a fresh temp dir, which must be on a real
@@ -340,6 +343,11 @@ class Bench:
         finally:
             conn.close()
 
+    def wm_graph(self) -> Figure:
+        from bench.wmgraph import graph_phase
+
+        return graph_phase(self.phase_dir("wm-graph"))
+
     def wm_latency(self, in_process: bool) -> Figure:
         from bench.wmjobs import manager, request
 
@@ -445,6 +453,11 @@ def summary(fig: Figure) -> str:
         return "ERROR " + fig["error"].splitlines()[0]
     if "rate" in fig:
         return f"{fmt_rate(fig)} jobs/s ({fig['done']} jobs)"
+    if "fan_in" in fig:
+        return (
+            f"fan-in {fig['fan_in']['us_per_node']:.0f} µs/node, chain {fig['chain']['us_per_node']:.0f} µs/node, "
+            f"unblock 10k {fig['unblock_10000']['us_per_node']:.1f} µs/node"
+        )
     return f"p50 {fig['p50_ms']:.2f} ms, p99 {fig['p99_ms']:.2f} ms"
 
 
@@ -592,6 +605,21 @@ def detail_lines(r: dict[str, Figure]) -> list[str]:
                 f"{key}: n={f['n']} p50 {f['p50_ms']:.2f} p95 {f['p95_ms']:.2f} p99 {f['p99_ms']:.2f} "
                 f"max {f['max_ms']:.2f} ms; missing {f['missing']}"
             )
+    graph = r.get("wm_graph")
+    if graph and "error" not in graph:
+        for key in ("fan_in", "chain"):
+            g = graph[key]
+            out.append(
+                f"graph {key}: {g['nodes']:,} nodes enqueued in one call in {g['seconds']:.2f} s "
+                f"({g['us_per_node']:.0f} µs/node); stored {g['stored']:,}"
+            )
+        for verb, prefix in (("unblock", "success unblocks"), ("fail", "failure fails")):
+            parts = [
+                f"{graph[f'{verb}_{k}']['dependents']:,}: {graph[f'{verb}_{k}']['seconds'] * 1000:.0f} ms "
+                f"({graph[f'{verb}_{k}']['us_per_node']:.1f} µs/node)"
+                for k in (1_000, 10_000)
+            ]
+            out.append(f"graph resolve: {prefix} dependents — " + "; ".join(parts))
     for key, f in r.items():
         if "warning" in f:
             out.append(f"{key}: WARNING {f['warning']}")
@@ -694,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         b.run("wm_latency_in_process", lambda: b.wm_latency(True), needs_wm=True)
         b.run("raw_latency_process", lambda: b.raw_latency(False))
         b.run("wm_latency_process", lambda: b.wm_latency(False), needs_wm=True)
+        b.run("wm_graph", b.wm_graph, needs_wm=True)
         machine["fsync_floor_after_per_s"] = util.fsync_floor(root)
     finally:
         if args.keep:
