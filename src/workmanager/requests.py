@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,6 +79,12 @@ class Constraints:
     #: Names of custom constraints (beyond Android), answered by trackers registered under
     #: those names in Configuration.constraint_trackers.
     custom: frozenset[str] = frozenset()
+    #: Android's content URI triggers, for files: the work waits until something under one
+    #: of these paths changes, then runs once changes have paused for
+    #: trigger_content_update_delay, or trigger_max_delay after the first change.
+    trigger_paths: tuple[str, ...] = ()
+    trigger_content_update_delay: timedelta = timedelta(seconds=10)
+    trigger_max_delay: timedelta = timedelta(minutes=2)
 
     def __post_init__(self) -> None:
         if not isinstance(self.required_network_type, NetworkType):
@@ -91,6 +98,14 @@ class Constraints:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"Constraints.custom: names must be non-empty str, got {name!r}")
         object.__setattr__(self, "custom", custom)
+        if isinstance(self.trigger_paths, str):
+            raise ValueError(
+                f"Constraints.trigger_paths must be a list of paths, got the str {self.trigger_paths!r}"
+            )
+        paths = tuple(os.path.abspath(os.fspath(p)) for p in self.trigger_paths)
+        object.__setattr__(self, "trigger_paths", paths)
+        for name in ("trigger_content_update_delay", "trigger_max_delay"):
+            object.__setattr__(self, name, _duration(f"Constraints.{name}", getattr(self, name), _ZERO))
 
     @property
     def is_empty(self) -> bool:
@@ -108,9 +123,6 @@ class Constraints:
         )
 
 
-_NO_CONSTRAINTS = Constraints()
-
-
 _ZERO = timedelta(0)
 _HUNDRED_YEARS = timedelta(days=365 * 100)
 
@@ -126,6 +138,9 @@ def _duration(name: str, value: timedelta | float | int | None, default: timedel
     if delta > _HUNDRED_YEARS:
         raise ValueError(f"{name} of {delta} is beyond the limit of 100 years")
     return delta
+
+
+_NO_CONSTRAINTS = Constraints()
 
 
 def worker_name_of(worker: type[ListenableWorker] | str) -> str:
@@ -206,7 +221,8 @@ def _common(
         if (
             constraints.requires_charging
             or constraints.requires_battery_not_low
-            or (constraints.requires_device_idle)
+            or constraints.requires_device_idle
+            or constraints.trigger_paths
         ):
             raise ValueError("expedited work only supports network and storage constraints")
         if delay > _ZERO:
@@ -326,6 +342,10 @@ class PeriodicWorkRequest(WorkRequest):
             keep_results_for=keep_results_for,
             id=id,
         )
+        if values["constraints"].trigger_paths:
+            raise ValueError(
+                "periodic work cannot have trigger_paths (Android: content URI triggers are one-time)"
+            )
         if cron is None:
             if repeat_interval is None:
                 raise ValueError("PeriodicWorkRequest needs repeat_interval (or a cron expression)")

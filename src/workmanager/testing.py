@@ -68,6 +68,11 @@ class TestDriver:
         if state is None or state.is_finished:
             return
         self._wm._engine.constraints_met_ids.add(str(id))
+        info = self._wm.get_work_info_by_id(id)
+        if info is not None and info.state is State.ENQUEUED and info.next_schedule_time is None:
+            # Waiting for a trigger path to change: that counts as met too.
+            with self._wm._storage.transaction() as tx:
+                tx.work_set_next_run_time_if_enqueued(str(id), self._wm._clock.now_ms())
         self._wm._changed()
 
     def set_period_delay_met(self, id: uuid.UUID) -> None:

@@ -75,6 +75,8 @@ class WorkerParameters:
     tags: frozenset[str] = frozenset()
     run_attempt_count: int = 0
     generation: int = 0
+    #: The trigger paths whose change released this run (Android's triggered content URIs).
+    triggered_paths: tuple[str, ...] = ()
     #: Where ``Worker.do_work`` runs.
     background_executor: Executor | None = None
     #: Where ``CoroutineWorker.do_work`` runs.
@@ -126,6 +128,11 @@ class ListenableWorker(ABC):
     @property
     def generation(self) -> int:
         return self._params.generation
+
+    @property
+    def triggered_paths(self) -> tuple[str, ...]:
+        """Which of Constraints.trigger_paths changed before this run (Android's content URIs)."""
+        return self._params.triggered_paths
 
     @property
     def is_stopped(self) -> bool:

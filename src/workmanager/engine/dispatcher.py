@@ -24,7 +24,7 @@ from typing import Any
 from workmanager.clock import to_ms
 from workmanager.config import Configuration
 from workmanager.data import Data
-from workmanager.engine import recovery, runner
+from workmanager.engine import recovery, runner, triggers
 from workmanager.engine.changes import ChangeFeed
 from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
 from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcome
@@ -279,6 +279,8 @@ class Engine:
         self._feed.add_listener(self._wakeup.set)
         self.trackers.add_listener(self._on_constraints_changed)
         self.trackers.start()
+        self._triggers = triggers.TriggerWatcher(self._storage, self._feed, self._clock)
+        self._triggers.start()
         self._thread = threading.Thread(target=self._loop, name="workmanager-dispatcher", daemon=True)
         self._thread.start()
 
@@ -300,6 +302,7 @@ class Engine:
         self._wakeup.set()
         self._thread.join()
         self.trackers.stop()
+        self._triggers.stop()
         self._thread = None
         self._feed.remove_listener(self._wakeup.set)
         # What did not finish in time goes back to ENQUEUED now, not to the rescuer later.

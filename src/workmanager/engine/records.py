@@ -67,6 +67,8 @@ def new_work(
         next_run = (
             schedule.next_run_time(fields, max_backoff_ms=to_ms(config.max_backoff)) if enqueued else NEVER
         )
+    elif request.constraints.trigger_paths:
+        next_run = NEVER  # until a change under its trigger paths (engine/triggers.py)
     else:
         # Android's formula for one-time work that has never run: enqueue time + initial delay.
         next_run = now + initial_delay_ms if enqueued else NEVER
@@ -99,6 +101,9 @@ def new_work(
         cron,
         cron_timezone,
         _custom_json(request.constraints.custom),
+        json.dumps(list(request.constraints.trigger_paths)) if request.constraints.trigger_paths else None,
+        to_ms(request.constraints.trigger_content_update_delay),
+        to_ms(request.constraints.trigger_max_delay),
         tuple(sorted(request.tags)),
         names,
         prerequisites,
@@ -145,7 +150,11 @@ def work_info(row: InfoRow) -> WorkInfo:
             if periodic
             else None
         ),
-        next_schedule_time=ms_to_datetime(row.next_run_time) if state is State.ENQUEUED else None,
+        next_schedule_time=(
+            ms_to_datetime(row.next_run_time)
+            if state is State.ENQUEUED and row.next_run_time < NEVER
+            else None
+        ),
         stop_reason=stop_reason,
         foreground_info=(
             ForegroundInfo(**json.loads(row.foreground))

@@ -66,6 +66,7 @@ def params_for(claimed: ClaimedWork, input_data: Data) -> WorkerParameters:
         # The worker sees the count before this run's increment: 0 on the first run.
         run_attempt_count=claimed.run_attempt_count - 1,
         generation=claimed.generation,
+        triggered_paths=claimed.triggered_paths,
     )
 
 

@@ -86,6 +86,9 @@ class NewWork(NamedTuple):
     cron: str | None = None
     cron_timezone: str | None = None
     custom_constraints: str | None = None  # JSON list of names, or None
+    trigger_paths: str | None = None  # JSON list of paths, or None
+    trigger_update_delay_ms: int = 0
+    trigger_max_delay_ms: int = 0
     tags: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     prerequisites: tuple[str, ...] = ()
@@ -109,6 +112,8 @@ class ClaimedWork:
     constraints: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     expedited: bool = False
     custom_constraints: frozenset[str] = frozenset()
+    #: the paths whose change released this work (trigger_paths), if any
+    triggered_paths: tuple[str, ...] = ()
 
     @property
     def is_periodic(self) -> bool:
@@ -150,6 +155,13 @@ class UpdateTarget:
     tags: tuple[str, ...]
     schedule: ScheduleFields
     next_run_time: int
+
+
+@dataclass(frozen=True)
+class TriggerWait:
+    id: str
+    trigger_paths: tuple[str, ...]
+    triggered_paths: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,14 @@ class Transaction(Protocol):
     def preference_get(self, key: str) -> int | None: ...
     def preference_set(self, key: str, value: int) -> None: ...
     def expedited_usage_add(self, now: int, duration_ms: int) -> None: ...
+    def work_trigger_waiting(self) -> list[TriggerWait]:
+        """ENQUEUED work with trigger paths: what the trigger watcher must watch."""
+        ...
+
+    def work_trigger_fire(self, work_id: str, now: int, triggered_paths: str) -> bool:
+        """A change under the work's paths: due after the update delay (bounded by the max delay)."""
+        ...
+
     def expedited_usage_since(self, since: int) -> int:
         """Milliseconds of expedited running time recorded after ``since``."""
         ...
@@ -283,6 +303,10 @@ class Storage(Protocol):
     def work_count_by_state(self) -> dict[int, int]: ...
     def work_oldest_waiting(self, limit: int) -> list[dict[str, Any]]:
         """Diagnostics: ENQUEUED work in due order (id, worker_name, next_run_time, constraints...)."""
+        ...
+
+    def work_trigger_waiting(self) -> list[TriggerWait]:
+        """ENQUEUED work with trigger paths: what the trigger watcher must watch."""
         ...
 
     def work_waiting_worker_names(self) -> dict[str, int]:

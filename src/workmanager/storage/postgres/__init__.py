@@ -40,6 +40,7 @@ from workmanager.storage.base import (
     NewWork,
     RunnerRow,
     ScheduleFields,
+    TriggerWait,
     UpdateTarget,
 )
 
@@ -235,6 +236,7 @@ class PostgresTransaction:
                 tuple(r[10:15]),
                 bool(r[15]),
                 frozenset(_tags(r[16])),
+                _tags(r[17]),
             )
             for r in rows
         ]
@@ -372,6 +374,13 @@ class PostgresTransaction:
 
     def preference_set(self, key: str, value: int) -> None:
         self._exec("preference_set", {"key": key, "value": value})
+
+    def work_trigger_waiting(self) -> list[TriggerWait]:
+        return [TriggerWait(r[0], _tags(r[1]), _tags(r[2])) for r in self._exec("work_trigger_waiting")]
+
+    def work_trigger_fire(self, work_id: str, now: int, triggered_paths: str) -> bool:
+        params = {"id": work_id, "now": now, "triggered_paths": triggered_paths}
+        return self._changed_rows("work_trigger_fire", params) == 1
 
     def expedited_usage_add(self, now: int, duration_ms: int) -> None:
         self._exec("expedited_usage_add", {"now": now, "duration_ms": duration_ms})
@@ -603,6 +612,9 @@ class PostgresStorage:
             cursor = conn.execute(_Q["work_oldest_waiting"], {"limit": limit})
             columns = [d.name for d in cursor.description or ()]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def work_trigger_waiting(self) -> list[TriggerWait]:
+        return [TriggerWait(r[0], _tags(r[1]), _tags(r[2])) for r in self._read("work_trigger_waiting")]
 
     def work_waiting_worker_names(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self._read("work_waiting_worker_names")}

@@ -15,9 +15,9 @@ INSERT INTO workspec (
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
     requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
     minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
-    cron_timezone, custom_constraints, tags)
+    cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-    %s, %s);
+    %s, %s, %s, %s, %s);
 
 -- name: worktag_insert
 INSERT INTO worktag (tag, work_id) VALUES (%s, %s) ON CONFLICT DO NOTHING;
@@ -68,7 +68,7 @@ RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.g
     w.run_token, w.tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
-    w.requires_storage_not_low, w.expedited, w.custom_constraints;
+    w.requires_storage_not_low, w.expedited, w.custom_constraints, w.triggered_paths;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -101,7 +101,7 @@ RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.g
     w.run_token, w.tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
-    w.requires_storage_not_low, w.expedited, w.custom_constraints;
+    w.requires_storage_not_low, w.expedited, w.custom_constraints, w.triggered_paths;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due.
@@ -435,3 +435,16 @@ SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;
 
 -- name: work_foreground_set_if_running
 UPDATE workspec SET foreground = %(foreground)s WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
+
+-- name: work_trigger_waiting
+SELECT id, trigger_paths, triggered_paths FROM workspec WHERE state = 0 AND trigger_paths IS NOT NULL;
+
+-- name: work_trigger_fire
+-- A change under the work's trigger paths: due once changes pause for the update delay, and
+-- no later than the max delay after the first change (Android's content URI triggers).
+UPDATE workspec
+SET trigger_first_change = coalesce(trigger_first_change, %(now)s),
+    next_run_time = LEAST(%(now)s + trigger_update_delay_ms,
+                        coalesce(trigger_first_change, %(now)s) + trigger_max_delay_ms),
+    triggered_paths = %(triggered_paths)s
+WHERE id = %(id)s AND state = 0 AND trigger_paths IS NOT NULL;

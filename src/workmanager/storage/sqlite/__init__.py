@@ -31,6 +31,7 @@ from workmanager.storage.base import (
     NewWork,
     RunnerRow,
     ScheduleFields,
+    TriggerWait,
     UpdateTarget,
 )
 
@@ -177,6 +178,7 @@ class SqliteTransaction:
                 tuple(r[10:15]),
                 bool(r[15]),
                 frozenset(_tags(r[16])),
+                _tags(r[17]),
             )
             for r in rows
         ]
@@ -301,6 +303,16 @@ class SqliteTransaction:
 
     def preference_set(self, key: str, value: int) -> None:
         self._conn.execute(_Q["preference_set"], {"key": key, "value": value})
+
+    def work_trigger_waiting(self) -> list[TriggerWait]:
+        return [
+            TriggerWait(r[0], _tags(r[1]), _tags(r[2]))
+            for r in self._conn.execute(_Q["work_trigger_waiting"])
+        ]
+
+    def work_trigger_fire(self, work_id: str, now: int, triggered_paths: str) -> bool:
+        params = {"id": work_id, "now": now, "triggered_paths": triggered_paths}
+        return self._conn.execute(_Q["work_trigger_fire"], params).rowcount == 1
 
     def expedited_usage_add(self, now: int, duration_ms: int) -> None:
         self._conn.execute(_Q["expedited_usage_add"], {"now": now, "duration_ms": duration_ms})
@@ -585,6 +597,9 @@ class SqliteStorage:
 
     def work_waiting_worker_names(self) -> dict[str, int]:
         return dict(self._read("work_waiting_worker_names"))
+
+    def work_trigger_waiting(self) -> list[TriggerWait]:
+        return [TriggerWait(r[0], _tags(r[1]), _tags(r[2])) for r in self._read("work_trigger_waiting")]
 
     def work_list(
         self,

@@ -8,8 +8,8 @@ INSERT INTO workspec (
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
     requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
     minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
-    cron_timezone, custom_constraints, tags)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+    cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: worktag_insert
 INSERT OR IGNORE INTO worktag (tag, work_id) VALUES (?, ?);
@@ -56,7 +56,7 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited, custom_constraints;
+    requires_storage_not_low, expedited, custom_constraints, triggered_paths;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -87,7 +87,7 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited, custom_constraints;
+    requires_storage_not_low, expedited, custom_constraints, triggered_paths;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due. Walks the claim index
@@ -364,3 +364,16 @@ SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;
 
 -- name: work_foreground_set_if_running
 UPDATE workspec SET foreground = :foreground WHERE id = :id AND state = 1 AND run_token = :run_token;
+
+-- name: work_trigger_waiting
+SELECT id, trigger_paths, triggered_paths FROM workspec WHERE state = 0 AND trigger_paths IS NOT NULL;
+
+-- name: work_trigger_fire
+-- A change under the work's trigger paths: due once changes pause for the update delay, and
+-- no later than the max delay after the first change (Android's content URI triggers).
+UPDATE workspec
+SET trigger_first_change = coalesce(trigger_first_change, :now),
+    next_run_time = min(:now + trigger_update_delay_ms,
+                        coalesce(trigger_first_change, :now) + trigger_max_delay_ms),
+    triggered_paths = :triggered_paths
+WHERE id = :id AND state = 0 AND trigger_paths IS NOT NULL;

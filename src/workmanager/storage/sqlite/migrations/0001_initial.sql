@@ -22,6 +22,11 @@ CREATE TABLE workspec (
     requires_device_idle      INTEGER NOT NULL DEFAULT 0,
     requires_storage_not_low  INTEGER NOT NULL DEFAULT 0,
     custom_constraints        TEXT,                      -- JSON list of custom constraint names, or NULL
+    trigger_paths             TEXT,                      -- JSON list: waits for a change under these
+    trigger_update_delay_ms   INTEGER NOT NULL DEFAULT 0,
+    trigger_max_delay_ms      INTEGER NOT NULL DEFAULT 0,
+    trigger_first_change      INTEGER,                   -- when a change was first seen
+    triggered_paths           TEXT,                      -- JSON list of the paths that changed
     run_attempt_count         INTEGER NOT NULL DEFAULT 0,
     backoff_policy            INTEGER NOT NULL DEFAULT 0,
     backoff_delay_ms          INTEGER NOT NULL DEFAULT 30000,
@@ -45,6 +50,8 @@ CREATE TABLE workspec (
 CREATE INDEX workspec_state_next_run ON workspec (state, next_run_time);
 -- Expedited work is claimed ahead of the rest; only waiting expedited rows are indexed.
 CREATE INDEX workspec_expedited_due ON workspec (next_run_time) WHERE state = 0 AND expedited = 1;
+-- Work waiting for a file change under its trigger paths.
+CREATE INDEX workspec_trigger_waiting ON workspec (id) WHERE state = 0 AND trigger_paths IS NOT NULL;
 -- Rescue looks only at running rows.
 CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
 
