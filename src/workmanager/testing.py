@@ -16,11 +16,19 @@ from concurrent.futures import ThreadPoolExecutor
 from workmanager.clock import TestClock
 from workmanager.config import Configuration
 from workmanager.data import Data, DataLike
+from workmanager.engine.constraints import FixedTracker  # the constraint fake: FixedTracker(charging=False)
 from workmanager.info import State
 from workmanager.manager import WorkManager
 from workmanager.worker import CoroutineWorker, ListenableWorker, Result, WorkerParameters
 
-__all__ = ["TestClock", "TestDriver", "create_test_work_manager", "get_test_driver", "run_worker"]
+__all__ = [
+    "FixedTracker",
+    "TestClock",
+    "TestDriver",
+    "create_test_work_manager",
+    "get_test_driver",
+    "run_worker",
+]
 
 
 def create_test_work_manager(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from workmanager import (
     Configuration,
     Constraints,
+    CoroutineWorker,
     ForegroundInfo,
     NetworkType,
     OneTimeWorkRequest,
@@ -236,3 +237,36 @@ def test_in_the_test_manager_a_custom_constraint_waits_until_declared_met():
     assert wm.get_work_info_by_id(request.id).state is S.ENQUEUED
     get_test_driver(wm).set_all_constraints_met(request.id)
     assert wm.get_work_info_by_id(request.id).state is S.SUCCEEDED
+
+
+cancelled = threading.Event()
+
+
+class Fetch(CoroutineWorker):
+    name = "fetch"
+
+    async def do_work(self) -> Result:
+        import asyncio
+
+        started.set()
+        try:
+            await asyncio.sleep(WAIT_S)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Result.success()
+
+
+def test_stopping_a_coroutine_worker_cancels_its_coroutine(tmp_path):
+    started.clear()
+    cancelled.clear()
+    wm = WorkManager(tmp_path / "w.db", workers=[Fetch], configuration=Configuration(constraint_trackers=()))
+    with wm:
+        request = OneTimeWorkRequest(Fetch)
+        wm.enqueue(request)
+        assert started.wait(WAIT_S)
+
+        wm.cancel_work_by_id(request.id)
+
+        assert cancelled.wait(WAIT_S)  # a real cancellation at the await, not a flag to poll
+        assert wm.get_work_info_by_id(request.id).state is S.CANCELLED

@@ -141,3 +141,29 @@ def test_with_a_flex_window_the_first_run_waits_for_the_window_outside_the_test_
     info = wm.get_work_info_by_id(request.id)
     assert info.next_schedule_time.timestamp() * 1000 == T0 + 45 * 60_000
     wm.close()
+
+
+def test_a_forward_clock_jump_of_many_periods_yields_one_run_not_one_per_period():
+    clock = TestClock(T0)
+    wm = manager(clock)
+    wm.enqueue(PeriodicWorkRequest(Sync, repeat_interval=HOUR))
+    assert runs == [0]
+
+    clock.advance(10 * HOUR)  # the wall clock jumps (or the machine slept) ten periods ahead
+    wm._engine.run_until_idle()  # what a worker does when it wakes
+
+    assert runs == [0, 0]  # one late run; the next is an interval after it
+
+
+def test_a_backward_clock_jump_never_runs_a_period_twice():
+    clock = TestClock(T0)
+    wm = manager(clock)
+    request = PeriodicWorkRequest(Sync, repeat_interval=HOUR)
+    wm.enqueue(request)
+
+    clock.set_wall(T0 - 5 * 3_600_000)  # five hours back
+    wm._engine.run_until_idle()
+    assert runs == [0]
+    clock.set_wall(T0 + 3_600_000)  # the interval after the real last run
+    wm._engine.run_until_idle()
+    assert runs == [0, 0]
