@@ -1,0 +1,260 @@
+"""PostgreSQL figures, each beside its raw-SQL floor, measured in the same run.
+
+``python -m bench.pgbench [--url URL] [--n N]`` (default: the machine's server,
+postgres@127.0.0.1:5432/test; every phase in a fresh schema, dropped after):
+
+1. enqueue one per call: ``wm.enqueue(request)`` vs raw ``INSERT`` + ``COMMIT`` per row;
+2. enqueue batched (1000 per call) vs raw ``executemany`` of 1000 rows in one transaction;
+3. drain of N no-op jobs by 1 and by 4 worker processes (``bench.wmbench_worker`` on the
+   URL) vs a bare claim loop per process: ``UPDATE ... WHERE id = (SELECT id ... FOR UPDATE
+   SKIP LOCKED LIMIT 1) RETURNING``, then ``DELETE``, each autocommitted;
+4. enqueue-to-start latency p50/p99 (100 jobs, 20 ms apart) with the worker in another
+   process (woken by LISTEN/NOTIFY) vs a raw loop in another process that LISTENs and claims.
+
+Worker process for the floors: ``python -m bench.pgbench --raw-worker URL SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import util
+
+RAW_SCHEMA = """
+CREATE TABLE jobs (id BIGSERIAL PRIMARY KEY, state INTEGER NOT NULL DEFAULT 0, payload TEXT NOT NULL);
+CREATE INDEX jobs_waiting ON jobs (id) WHERE state = 0;
+"""
+RAW_INSERT = "INSERT INTO jobs (payload) VALUES (%s)"
+RAW_CLAIM = (
+    "UPDATE jobs SET state = 1 WHERE id = (SELECT id FROM jobs WHERE state = 0 ORDER BY id"
+    " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, payload"
+)
+RAW_DONE = "DELETE FROM jobs WHERE id = %s"
+
+
+def schema_url(base: str, schema: str) -> str:
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+@contextmanager
+def fresh_schema(base: str) -> Iterator[str]:
+    schema = f"wmbench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def raw_connect(base: str, schema: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(base, autocommit=True, options=f"-c search_path={schema}")
+
+
+def raw_worker(base: str, schema: str) -> None:
+    """The floor's worker: LISTEN, claim one job per autocommitted statement until SIGTERM."""
+    import signal
+
+    stop = [False]
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+    conn = raw_connect(base, schema)
+    listener = raw_connect(base, schema)
+    listener.execute("LISTEN jobs")
+    print("worker started", flush=True)
+    while not stop[0]:
+        row = conn.execute(RAW_CLAIM).fetchone()
+        if row is None:
+            for _ in listener.notifies(timeout=0.5, stop_after=1):
+                pass
+            continue
+        util.mark(int(row[1]))
+        conn.execute(RAW_DONE, (row[0],))
+
+
+def rate(done: int, seconds: float) -> dict[str, float]:
+    return {"rate": done / seconds, "done": done, "seconds": seconds}
+
+
+class PgBench:
+    def __init__(self, base: str, n: int, root: Path) -> None:
+        self.base = base
+        self.n = n
+        self.root = root
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def log(self, key: str, fig: dict[str, Any]) -> None:
+        self.results[key] = fig
+        shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in fig.items()}
+        print(f"{key:28s} {shown}", file=sys.stderr, flush=True)
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def enqueue(self) -> None:
+        from bench.wmjobs import manager, request
+
+        one = min(self.n, 3000)
+        with fresh_schema(self.base) as schema, raw_connect(self.base, schema) as conn:
+            conn.execute(RAW_SCHEMA)
+            t = time.perf_counter()
+            for i in range(one):
+                conn.execute(RAW_INSERT, (str(i),))
+            self.log("raw enqueue one/commit", rate(one, time.perf_counter() - t))
+            t = time.perf_counter()
+            for start in range(0, self.n, 1000):
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(RAW_INSERT, [(str(i),) for i in range(start, min(self.n, start + 1000))])
+            self.log("raw enqueue batch 1000", rate(self.n, time.perf_counter() - t))
+        with fresh_schema(self.base) as schema:
+            wm = manager(schema_url(self.base, schema))
+            try:
+                t = time.perf_counter()
+                for i in range(one):
+                    wm.enqueue(request(i))
+                self.log("wm enqueue one/call", rate(one, time.perf_counter() - t))
+                t = time.perf_counter()
+                for start in range(0, self.n, 1000):
+                    wm.enqueue([request(i) for i in range(start, min(self.n, start + 1000))])
+                self.log("wm enqueue batch 1000", rate(self.n, time.perf_counter() - t))
+            finally:
+                wm.close()
+
+    # -- drain ----------------------------------------------------------------------------
+
+    def drain(self, key: str, processes: int, *, raw: bool) -> None:
+        from bench.wmjobs import manager, request
+
+        with fresh_schema(self.base) as schema:
+            url = schema_url(self.base, schema)
+            mark_dir = self.root / key.replace(" ", "-")
+            mark_dir.mkdir()
+            if raw:
+                conn = raw_connect(self.base, schema)
+                conn.execute(RAW_SCHEMA)
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(RAW_INSERT, [(str(i),) for i in range(self.n)])
+                count_sql = "SELECT count(*) FROM jobs"
+                module, args = "bench.pgbench", ["--raw-worker", self.base, schema]
+            else:
+                wm = manager(url)
+                for start in range(0, self.n, 1000):
+                    wm.enqueue([request(i) for i in range(start, min(self.n, start + 1000))])
+                conn = raw_connect(self.base, schema)
+                count_sql = "SELECT count(*) FROM workspec WHERE state IN (0, 1)"
+                module, args = "bench.wmbench_worker", [url]
+
+            def left() -> int:
+                row = conn.execute(count_sql).fetchone()
+                return int(row[0]) if row else 0
+
+            procs = [
+                util.spawn(module, args, mark_dir, mark_dir / f"worker-{k}.log") for k in range(processes)
+            ]
+            try:
+                deadline = time.time() + 300
+                while left() > 0 and time.time() < deadline:
+                    time.sleep(0.005)
+                end = time.time()
+            finally:
+                for proc in procs:
+                    util.stop(proc)
+                if not raw:
+                    wm.close()
+                conn.close()
+            starts = util.read_marks(mark_dir)
+            first = min(starts.values())
+            fig = rate(len(starts), end - first)
+            fig["reruns"] = util.count_marks(mark_dir) - len(starts)
+            self.log(key, fig)
+
+    # -- latency --------------------------------------------------------------------------
+
+    def latency(self, key: str, *, raw: bool, jobs: int = 100, gap_s: float = 0.02) -> None:
+        from bench.wmjobs import manager, request
+
+        with fresh_schema(self.base) as schema:
+            url = schema_url(self.base, schema)
+            mark_dir = self.root / key.replace(" ", "-")
+            mark_dir.mkdir()
+            if raw:
+                conn = raw_connect(self.base, schema)
+                conn.execute(RAW_SCHEMA)
+
+                def enqueue(i: int) -> None:
+                    with conn.transaction():
+                        conn.execute(RAW_INSERT, (str(i),))
+                        conn.execute("NOTIFY jobs")
+
+                module, args = "bench.pgbench", ["--raw-worker", self.base, schema]
+            else:
+                wm = manager(url)
+
+                def enqueue(i: int) -> None:
+                    wm.enqueue(request(i))
+
+                module, args = "bench.wmbench_worker", [url]
+            proc = util.spawn(module, args, mark_dir, mark_dir / "worker.log")
+            try:
+                enqueue(10_000_000)  # warm-up
+                deadline = time.time() + 60
+                while 10_000_000 not in util.read_marks(mark_dir) and time.time() < deadline:
+                    time.sleep(0.01)
+                time.sleep(1.0)
+                before: list[float] = []
+                for i in range(jobs):
+                    before.append(time.time())
+                    enqueue(i)
+                    time.sleep(gap_s)
+                deadline = time.time() + 30
+                while util.count_marks(mark_dir) < jobs + 1 and time.time() < deadline:
+                    time.sleep(0.01)
+            finally:
+                util.stop(proc)
+                if raw:
+                    conn.close()
+                else:
+                    wm.close()
+            starts = util.read_marks(mark_dir)
+            lat = [starts[i] - before[i] for i in range(jobs) if i in starts]
+            fig: dict[str, Any] = util.latency_stats(lat)
+            fig["missing"] = jobs - len(lat)
+            self.log(key, fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--raw-worker":
+        raw_worker(argv[1], argv[2])
+        return 0
+    p = argparse.ArgumentParser(prog="python -m bench.pgbench", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--url", default=os.environ.get("WMBENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    )
+    p.add_argument("--n", type=int, default=int(os.environ.get("WMBENCH_N", "10000")))
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pgbench-") as tmp:
+        bench = PgBench(args.url, args.n, Path(tmp))
+        bench.enqueue()
+        for processes in (1, 4):
+            bench.drain(f"raw drain {processes} proc", processes, raw=True)
+            bench.drain(f"wm drain {processes} proc", processes, raw=False)
+        bench.latency("raw latency process", raw=True)
+        bench.latency("wm latency process", raw=False)
+    print(json.dumps(bench.results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
