@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from workmanager import Configuration, OneTimeWorkRequest, Result, StopReason, Worker, WorkInfo
+from workmanager import Configuration, Data, OneTimeWorkRequest, Result, StopReason, Worker, WorkInfo
 from workmanager.engine import records
 from workmanager.engine.recovery import ProcessIdentity, Rescuer
 from workmanager.storage import open_storage
@@ -184,3 +184,27 @@ def test_a_stale_run_cannot_finish_or_report_progress_after_its_work_was_taken_b
     info = records.work_info(storage.work_info_by_id(stale.id))  # type: ignore[arg-type]
     assert info.state is S.SUCCEEDED
     assert info.output_data == {"by": "fresh"}
+
+
+def test_finished_runs_survive_a_turn_whose_transaction_fails(tmp_path):
+    from workmanager import WorkManager
+    from workmanager.engine.states import Succeeded
+
+    wm = WorkManager(tmp_path / "w2.db", workers=[Noop])
+    engine = wm._engine
+    claimed = enqueue_and_claim(wm._storage, engine.runner_id)
+    engine._completions.append((claimed, Succeeded(Data.EMPTY)))
+    real = wm._storage.transaction
+
+    def broken():  # the database restarts mid-turn
+        raise OSError("connection lost")
+
+    wm._storage.transaction = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        engine._turn(T0 + 1)
+    assert list(engine._completions) == [(claimed, Succeeded(Data.EMPTY))]  # kept for the next turn
+
+    wm._storage.transaction = real  # type: ignore[method-assign]
+    engine._turn(T0 + 2)
+    assert state_of(wm._storage, claimed.id)[0] is S.SUCCEEDED
+    wm.close()

@@ -442,10 +442,56 @@ class Engine:
         full = False
         outputs: dict[str, list[str]] = {}
         names = self._names()
+        usage = self._drain(self._expedited_used)
+        try:
+            claimed, full, ordinary_free = self._turn_transaction(
+                now, completions, usage, want_claim, free, ordinary_free, names, outputs
+            )
+        except BaseException:
+            # Nothing of this turn was written (a restarted database, a deadlock): keep the
+            # finished runs for the next turn, or they would stay RUNNING under a live owner.
+            self._completions.extendleft(reversed(completions))
+            self._expedited_used.extendleft(reversed(usage))
+            raise
+        self._feed.bump()
+        if want_claim:
+            if full:
+                # A full claim means more may be waiting: claim again when slots free up,
+                # without asking for the next due time first.
+                self._next_due = now
+                self._checked_version = self._feed.version
+            elif not claimed and ordinary_free == 0:
+                # Only the reserved slots are free and no expedited work is due: wait for a
+                # finished run or a change, not for the (due) ordinary work.
+                self._next_due = None
+                self._checked_version = self._feed.version
+            else:
+                self._next_due = None
+                self._checked_version = -1
+        for c in claimed:
+            self._launch(c, outputs.get(c.id, []))
+        return True
+
+    def _turn_transaction(
+        self,
+        now: int,
+        completions: list[tuple[ClaimedWork, Outcome]],
+        usage: list[int],
+        want_claim: bool,
+        free: int,
+        ordinary_free: int,
+        names: list[str] | None,
+        outputs: dict[str, list[str]],
+    ) -> tuple[list[ClaimedWork], bool, int]:
+        """The turn's one transaction: finished runs, expedited usage, then the claims.
+
+        Returns the claimed work, whether the claim was full, and the ordinary free slots."""
+        claimed: list[ClaimedWork] = []
+        full = False
         with self._storage.transaction() as tx:
             self._apply_in(tx, completions, now)
-            while self._expedited_used:
-                tx.expedited_usage_add(now, self._expedited_used.popleft())
+            for used_ms in usage:
+                tx.expedited_usage_add(now, used_ms)
             if want_claim:
                 token = random.getrandbits(62)
                 constraint_args = self._constraint_args()
@@ -479,24 +525,14 @@ class Engine:
                 for c in claimed:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)
-        self._feed.bump()
-        if want_claim:
-            if full:
-                # A full claim means more may be waiting: claim again when slots free up,
-                # without asking for the next due time first.
-                self._next_due = now
-                self._checked_version = self._feed.version
-            elif not claimed and ordinary_free == 0:
-                # Only the reserved slots are free and no expedited work is due: wait for a
-                # finished run or a change, not for the (due) ordinary work.
-                self._next_due = None
-                self._checked_version = self._feed.version
-            else:
-                self._next_due = None
-                self._checked_version = -1
-        for c in claimed:
-            self._launch(c, outputs.get(c.id, []))
-        return True
+        return claimed, full, ordinary_free
+
+    @staticmethod
+    def _drain(queue: collections.deque[int]) -> list[int]:
+        items = []
+        while queue:
+            items.append(queue.popleft())
+        return items
 
     def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
         prepared = self._prepare(claimed, prerequisite_outputs, inline=False)
