@@ -383,6 +383,7 @@ class Engine:
         next_prune = now + PRUNE_INTERVAL_MS
         external_seen = self._feed.external_version
         next_timeout_s: float | None = None
+        failing_since: float | None = None
         while not self._stopping:
             self._wakeup.clear()
             now = self._clock.now_ms()
@@ -404,8 +405,16 @@ class Engine:
                     with self._storage.transaction() as tx:
                         tx.expedited_usage_prune(now - self._quota_window_ms)
                 next_timeout_s = self._stop_timed_out()
+                if failing_since is not None:
+                    log.warning("the database is back after %.1f s", time.monotonic() - failing_since)
+                    failing_since = None
             except Exception:
-                log.exception("dispatcher turn failed; retrying shortly")
+                # Logged once per outage, not once per retry.
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.exception("dispatcher turn failed; retrying every 0.5 s until it works")
+                else:
+                    log.debug("dispatcher turn failed again", exc_info=True)
                 busy = False
                 self._wakeup.wait(0.5)
             if busy:
