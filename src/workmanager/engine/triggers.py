@@ -56,28 +56,46 @@ class TriggerWatcher:
             self._thread.join(timeout=5)
             self._thread = None
 
+    #: Re-read the waiting work at most this often: every commit signals a change, and a
+    #: busy process commits every few milliseconds.
+    REREAD_INTERVAL_S = 0.25
+
+    def _read_waiting(self) -> tuple[list[TriggerWait], list[str]]:
+        waiting = self._storage.work_trigger_waiting()
+        paths = sorted({p for w in waiting for p in w.trigger_paths if os.path.exists(p)})
+        return waiting, paths
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._restart.clear()
             try:
-                waiting = self._storage.work_trigger_waiting()
+                waiting, paths = self._read_waiting()
             except Exception:
                 log.exception("reading work that waits for triggers failed; retrying")
                 self._stop.wait(1.0)
                 continue
-            paths = sorted({p for w in waiting for p in w.trigger_paths if os.path.exists(p)})
             if not paths:
-                self._restart.wait()  # until the database changes (new waiting work)
+                self._restart.wait()  # until the database changes (maybe new waiting work) ...
+                self._stop.wait(self.REREAD_INTERVAL_S)  # ... and the burst of changes settles
                 continue
             try:
+                # One watch as long as the paths stay the same, so no change falls in a gap
+                # between two watches; the waiting work is re-read between yields.
                 for changes in watchfiles.watch(
                     *paths,
-                    stop_event=self._restart,
+                    stop_event=self._stop,
                     debounce=50,
-                    yield_on_timeout=False,
+                    rust_timeout=int(self.REREAD_INTERVAL_S * 1000),
+                    yield_on_timeout=True,
                     raise_interrupt=False,
                 ):
-                    self.fire(waiting, {path for _, path in changes})
+                    if changes:
+                        self.fire(waiting, {path for _, path in changes})
+                    if self._restart.is_set():
+                        self._restart.clear()
+                        waiting, new_paths = self._read_waiting()
+                        if new_paths != paths:
+                            break
             except Exception:
                 log.exception("watching trigger paths failed; retrying")
                 self._stop.wait(1.0)
