@@ -170,3 +170,28 @@ def test_custom_constraint_names_must_be_non_empty_strings():
         Constraints(custom="gpu")
     with pytest.raises(ValueError, match=r"Constraints\.custom"):
         Constraints(custom={""})
+
+
+def test_device_is_not_idle_while_a_logind_session_is_in_use(monkeypatch):
+    monkeypatch.setattr(c.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(c.shutil, "which", lambda name: "/usr/bin/loginctl")
+    outputs = {"list-sessions": SimpleNamespace(returncode=0, stdout="3 1000 ann seat0 tty2\n")}
+
+    def run(args, **kwargs):
+        if args[1] == "list-sessions":
+            return outputs["list-sessions"]
+        return SimpleNamespace(returncode=0, stdout=hint + "\n")
+
+    monkeypatch.setattr(c.subprocess, "run", run)
+    tracker = IdleTracker()
+    hint = "no"
+    assert tracker.read() == {"device_idle": False}
+    hint = "yes"
+    assert tracker.read() == {"device_idle": True}
+
+
+def test_without_logind_idleness_comes_from_load_alone(monkeypatch):
+    monkeypatch.setattr(c.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(c.shutil, "which", lambda name: "/usr/bin/loginctl")
+    monkeypatch.setattr(c.subprocess, "run", lambda args, **kwargs: SimpleNamespace(returncode=1, stdout=""))
+    assert IdleTracker().read() == {"device_idle": True}

@@ -13,8 +13,8 @@ Where the OS cannot tell, a documented assumption stands in:
   low below 15 %, not low again from 20 % (Android's hysteresis), or when plugged in;
 * storage: low when the database's volume has less free space than
   min(10 % of its size, 500 MB), as Android's storage-low threshold;
-* device idle: the 1-minute load average per CPU is below 0.3 (input idleness is
-  not visible to a service, so it is not used).
+* device idle: the 1-minute load average per CPU is below 0.3 and, where systemd-logind
+  tracks user sessions, none of them is in use (IdleHint); without logind, load alone.
 """
 
 from __future__ import annotations
@@ -198,14 +198,44 @@ class StorageTracker(ConstraintTracker):
 
 
 class IdleTracker(ConstraintTracker):
+    """Idle: low load and, where systemd-logind tracks user sessions, nobody active in one."""
+
     LOAD_PER_CPU = 0.3
+
+    def __init__(self) -> None:
+        self._loginctl = shutil.which("loginctl")
 
     def read(self) -> dict[str, bool]:
         try:
             load1 = os.getloadavg()[0]
         except (AttributeError, OSError):
             return {"device_idle": False}
-        return {"device_idle": load1 / (os.cpu_count() or 1) < self.LOAD_PER_CPU}
+        idle = load1 / (os.cpu_count() or 1) < self.LOAD_PER_CPU
+        return {"device_idle": idle and self._sessions_idle()}
+
+    def _sessions_idle(self) -> bool:
+        """False while a logind session is in use (its IdleHint is "no"); True without logind."""
+        if self._loginctl is None:
+            return True
+        try:
+            listed = subprocess.run(
+                [self._loginctl, "list-sessions", "--no-legend"], capture_output=True, text=True, timeout=2
+            )
+            if listed.returncode != 0:
+                self._loginctl = None  # no logind here (containers, non-systemd hosts): load only
+                return True
+            for session in (line.split()[0] for line in listed.stdout.splitlines() if line.strip()):
+                hint = subprocess.run(
+                    [self._loginctl, "show-session", session, "--property=IdleHint", "--value"],
+                    capture_output=True,
+                    text=True,
+                    timeout=2,
+                ).stdout.strip()
+                if hint == "no":
+                    return False
+        except (OSError, subprocess.SubprocessError):
+            return True
+        return True
 
 
 def default_trackers(database_folder: str) -> list[ConstraintTracker]:
