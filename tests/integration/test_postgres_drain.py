@@ -75,3 +75,45 @@ def test_four_worker_processes_drain_postgres_running_each_job_exactly_once(
 @pytest.mark.slow
 def test_four_worker_processes_drain_20000_jobs_exactly_once(cluster: Cluster, postgres_url: str) -> None:
     drain(cluster, postgres_url, jobs=20_000, workers=4)
+
+
+def _restart_postgres() -> None:
+    import shutil
+    import subprocess
+
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions or shutil.which("pg_ctlcluster") is None:
+        message = "cannot restart PostgreSQL here (no pg_ctlcluster cluster)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_every_job_finishes_when_postgres_restarts_mid_drain(cluster: Cluster, postgres_url: str) -> None:
+    cluster.env["WORKMANAGER_DATABASE"] = postgres_url
+    wm = WorkManager(postgres_url, workers=[Mark])
+    jobs = 600
+    try:
+        wm.enqueue([OneTimeWorkRequest(Mark, input_data={"job": str(i), "sleep": 0.01}) for i in range(jobs)])
+        for _ in range(2):
+            cluster.start_worker(WM_CONCURRENCY="4")
+        cluster.wait_for(lambda: len(cluster.starts()) >= 100, timeout=60, what="the drain to get going")
+
+        _restart_postgres()
+
+        def all_succeeded() -> bool:
+            try:
+                return wm._storage.work_count_by_state() == {S.SUCCEEDED.value: jobs}
+            except Exception:  # our own connections are being re-established too
+                return False
+
+        cluster.wait_for(all_succeeded, timeout=180, what="every job to finish after the restart")
+        assert set(cluster.starts()) == {str(i) for i in range(jobs)}
+    finally:
+        wm.close()
