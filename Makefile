@@ -27,8 +27,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# SQLite (always), then PostgreSQL on the machine's server ($$WORKMANAGER_TEST_POSTGRES to change it).
 bench: $(STAMP)
 	$(BIN)/python -m bench.wmbench
+	$(BIN)/python -m bench.pgbench --n 5000
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
