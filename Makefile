@@ -27,7 +27,7 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-# SQLite (always), then PostgreSQL on the machine's server ($$WORKMANAGER_TEST_POSTGRES to change it).
+# SQLite, then PostgreSQL on the machine's server ($$WMBENCH_POSTGRES to change it).
 bench: $(STAMP)
 	$(BIN)/python -m bench.wmbench
 	$(BIN)/python -m bench.pgbench --n 5000
