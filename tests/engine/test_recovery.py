@@ -208,3 +208,16 @@ def test_finished_runs_survive_a_turn_whose_transaction_fails(tmp_path):
     engine._turn(T0 + 2)
     assert state_of(wm._storage, claimed.id)[0] is S.SUCCEEDED
     wm.close()
+
+
+def test_a_claim_that_committed_unheard_is_put_back_when_the_database_returns(tmp_path):
+    from workmanager import WorkManager
+
+    wm = WorkManager(tmp_path / "w3.db", workers=[Noop])
+    engine = wm._engine
+    unheard = enqueue_and_claim(wm._storage, engine.runner_id)  # committed; the answer never came
+
+    engine._release_unlaunched(T0 + 5)
+
+    assert state_of(wm._storage, unheard.id) == (S.ENQUEUED, StopReason.UNKNOWN, 0)  # not an attempt
+    wm.close()

@@ -842,3 +842,16 @@ def test_postgres_work_exists_if_and_only_if_the_application_commits(backend: Ba
         assert wm.get_work_info_by_id(lost.id) is None
     finally:
         wm.close()
+
+
+def test_one_process_at_a_time_does_the_cluster_wide_duties_and_a_survivor_takes_over(backend: Backend):
+    postgres_only(backend)
+    first, second = backend.open(), backend.open()
+
+    assert first.try_lead() is True  # type: ignore[attr-defined]
+    assert second.try_lead() is False  # type: ignore[attr-defined]
+    assert first.try_lead() is True  # type: ignore[attr-defined]  # still held
+
+    first.close()  # the leader's process goes away
+
+    assert second.try_lead() is True  # type: ignore[attr-defined]

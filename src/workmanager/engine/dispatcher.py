@@ -274,8 +274,9 @@ class Engine:
         now = self._clock.now_ms()
         with self._storage.transaction() as tx:
             self._register(tx, now)
-        self._rescuer.run_once(now)
-        self._pruner.run_once(now)
+        if self._leads():
+            self._rescuer.run_once(now)
+            self._pruner.run_once(now)
         self._feed.add_listener(self._wakeup.set)
         self.trackers.add_listener(self._on_constraints_changed)
         self.trackers.start()
@@ -410,17 +411,19 @@ class Engine:
                     self._heartbeat(now)
                 if now >= next_rescue:
                     next_rescue = now + rescue_ms
-                    if self._rescuer.run_once(now).requeued:
+                    if self._leads() and self._rescuer.run_once(now).requeued:
                         self._feed.bump()
                 if now >= next_prune:
                     next_prune = now + PRUNE_INTERVAL_MS
-                    self._pruner.run_once(now)
+                    if self._leads():
+                        self._pruner.run_once(now)
                     with self._storage.transaction() as tx:
                         tx.expedited_usage_prune(now - self._quota_window_ms)
                 next_timeout_s = self._stop_timed_out()
                 if failing_since is not None:
                     log.warning("the database is back after %.1f s", time.monotonic() - failing_since)
                     failing_since = None
+                    self._release_unlaunched(now)
             except Exception:
                 # Logged once per outage, not once per retry.
                 if failing_since is None:
@@ -571,6 +574,26 @@ class Engine:
             return
         run.future = started
         started.add_done_callback(lambda f: self._on_done(run, f))
+
+    def _release_unlaunched(self, now: int) -> None:
+        """After failed turns, a claim may have committed without our hearing of it: put such
+        rows (ours, RUNNING, not running here) back, or they would stay RUNNING under a live owner."""
+        with self._lock:
+            # Finished runs waiting to be recorded are still RUNNING in the database: keep them.
+            running = [*self._running, *(claimed.id for claimed, _ in list(self._completions))]
+        with self._storage.transaction() as tx:
+            released = tx.work_release_unlaunched(self.runner_id, running, now)
+        if released:
+            log.warning("put back %d work item(s) whose claim committed while the database failed", released)
+            self._feed.bump()
+
+    def _leads(self) -> bool:
+        """Whether this process does the cluster-wide duties (rescue, pruning) now.
+
+        PostgreSQL elects one process (an advisory lock, taken over within a rescue interval
+        when its holder dies); on SQLite every process may, since they share one host."""
+        try_lead = getattr(self._storage, "try_lead", None)
+        return True if try_lead is None else bool(try_lead())
 
     def _stop_timed_out(self) -> float | None:
         """Stop ordinary work past the execution timeout; seconds until the next one is due."""

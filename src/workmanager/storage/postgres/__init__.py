@@ -350,6 +350,14 @@ class PostgresTransaction:
     def work_running_runner_ids(self) -> list[str | None]:
         return [r[0] for r in self._exec("work_running_runner_ids")]
 
+    def work_release_unlaunched(self, runner_id: str, running: list[str], now: int) -> int:
+        released = self._changed_rows(
+            "work_release_unlaunched", {"runner_id": runner_id, "running": running, "now": now}
+        )
+        if released:
+            self.changed = True
+        return released
+
     def work_rescue_runner(
         self, runner_id: str | None, *, now: int, max_orphaned_runs: int, lost_output: str
     ) -> list[tuple[str, int]]:
@@ -467,6 +475,9 @@ class PostgresStorage:
         self._token = uuid.uuid4().hex
         self._listeners: list[_Listener] = []
         self._closed = False
+        self._leader_key = zlib.crc32(f"workmanager.leader.{self.schema}".encode())
+        self._leader_conn: psycopg.Connection[Any] | None = None
+        self._leader_mutex = threading.Lock()
         self._migrate()
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._conninfo,
@@ -479,6 +490,33 @@ class PostgresStorage:
 
     def __repr__(self) -> str:
         return f"PostgresStorage({_redacted(self.url)!r})"
+
+    def try_lead(self) -> bool:
+        """Hold (or take) the lock of the cluster-wide duties; True while this process holds it.
+
+        One dedicated connection keeps the session lock; when its process dies, the server
+        drops the connection and the lock, and the next process to ask takes over."""
+        with self._leader_mutex:
+            if self._closed:
+                return False
+            if self._leader_conn is not None:
+                try:
+                    self._leader_conn.execute("SELECT 1")
+                    return True
+                except psycopg.Error:
+                    self._leader_conn.close()
+                    self._leader_conn = None
+            try:
+                conn = self.connect(autocommit=True)
+            except psycopg.Error:
+                return False
+            row = conn.execute(_Q["leader_try_lock"], {"key": self._leader_key}).fetchone()
+            if row is not None and row[0]:
+                self._leader_conn = conn
+                log.info("this process now does the cluster-wide duties of schema %s", self.schema)
+                return True
+            conn.close()
+            return False
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -705,6 +743,10 @@ class PostgresStorage:
         for listener in list(self._listeners):
             listener.close()
         self._listeners.clear()
+        with self._leader_mutex:
+            if self._leader_conn is not None:
+                self._leader_conn.close()  # hands the cluster-wide duties to another process
+                self._leader_conn = None
         self._pool.close()
 
 

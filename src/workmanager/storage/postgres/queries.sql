@@ -448,3 +448,17 @@ SET trigger_first_change = coalesce(trigger_first_change, %(now)s),
                         coalesce(trigger_first_change, %(now)s) + trigger_max_delay_ms),
     triggered_paths = %(triggered_paths)s
 WHERE id = %(id)s AND state = 0 AND trigger_paths IS NOT NULL;
+
+-- name: leader_try_lock
+-- Cluster-wide duties (rescue, pruning) are done by the one process holding this session
+-- lock; it is released when that process's connection closes, so a survivor takes over.
+SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: work_release_unlaunched
+-- RUNNING rows claimed by this process that it is not running: a claim whose commit
+-- succeeded while its answer was lost (the database restarted). Back to ENQUEUED at once;
+-- the attempt was never started, so it is not counted.
+UPDATE workspec
+SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = %(now)s,
+    runner_id = NULL, run_token = NULL, stop_reason = -512
+WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(running)s::text[]));

@@ -294,6 +294,10 @@ class SqliteTransaction:
         }
         return [(r[0], r[1]) for r in self._conn.execute(_Q["work_rescue_runner"], params)]
 
+    def work_release_unlaunched(self, runner_id: str, running: list[str], now: int) -> int:
+        params = {"runner_id": runner_id, "running": json.dumps(running), "now": now}
+        return self._conn.execute(_Q["work_release_unlaunched"], params).rowcount
+
     def work_prune_finished(self, *, older_than: int | None) -> int:
         return self._conn.execute(_Q["work_prune_finished"], {"older_than": older_than}).rowcount
 

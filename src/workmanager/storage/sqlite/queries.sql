@@ -377,3 +377,12 @@ SET trigger_first_change = coalesce(trigger_first_change, :now),
                         coalesce(trigger_first_change, :now) + trigger_max_delay_ms),
     triggered_paths = :triggered_paths
 WHERE id = :id AND state = 0 AND trigger_paths IS NOT NULL;
+
+-- name: work_release_unlaunched
+-- RUNNING rows claimed by this process that it is not running: a claim whose commit
+-- succeeded while its answer was lost (the database restarted). Back to ENQUEUED at once;
+-- the attempt was never started, so it is not counted.
+UPDATE workspec
+SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = :now,
+    runner_id = NULL, run_token = NULL, stop_reason = -512
+WHERE state = 1 AND runner_id = :runner_id AND id NOT IN (SELECT value FROM json_each(:running));
