@@ -93,6 +93,9 @@ class Engine:
         self._expedited_used: collections.deque[int] = collections.deque()
         self._quota_ms = to_ms(config.expedited_quota)
         self._quota_window_ms = to_ms(config.expedited_quota_window)
+        self._quota_ok = True
+        self._quota_checked_at = float("-inf")
+        self._quota_recorded = False
         self._wakeup = threading.Event()
         self._lock = threading.Lock()
         self._loop_thread: _EventLoopThread | None = None
@@ -517,10 +520,11 @@ class Engine:
             self._apply_in(tx, completions, now)
             for used_ms in usage:
                 tx.expedited_usage_add(now, used_ms)
+                self._quota_recorded = True  # read the quota again before the next claim
             if want_claim:
                 token = random.getrandbits(62)
                 constraint_args = self._constraint_args()
-                if tx.expedited_usage_since(now - self._quota_window_ms) < self._quota_ms:
+                if self._within_quota(tx, now):
                     claimed = tx.work_claim_available(
                         now=now,
                         limit=free,
@@ -586,6 +590,18 @@ class Engine:
         if released:
             log.warning("put back %d work item(s) whose claim committed while the database failed", released)
             self._feed.bump()
+
+    #: The expedited quota is read from the database at most this often (it is a budget of
+    #: minutes per hour: a second's staleness does not matter, a query per turn does).
+    QUOTA_CHECK_INTERVAL_S = 1.0
+
+    def _within_quota(self, tx: Transaction, now: int) -> bool:
+        checked = time.monotonic()
+        if self._quota_recorded or checked - self._quota_checked_at >= self.QUOTA_CHECK_INTERVAL_S:
+            self._quota_ok = tx.expedited_usage_since(now - self._quota_window_ms) < self._quota_ms
+            self._quota_checked_at = checked
+            self._quota_recorded = False
+        return self._quota_ok
 
     def _leads(self) -> bool:
         """Whether this process does the cluster-wide duties (rescue, pruning) now.
