@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from workmanager.clock import to_ms
 from workmanager.config import Configuration
@@ -320,7 +320,7 @@ class Engine:
             if run.future is not None:
                 run.future.cancel()
             released.append((run.claimed, Stopped(StopReason.USER)))
-        pending = list(self._drain_completions()) + released
+        pending = _drain(self._completions) + released
         now = self._clock.now_ms()
         if pending:
             self._apply(pending, now)
@@ -367,14 +367,6 @@ class Engine:
                 running = len(self._running)
             if running > 1:
                 time.sleep(self.GATHER_S)
-
-    def _drain_completions(self) -> list[tuple[ClaimedWork, Outcome]]:
-        items = []
-        while True:
-            try:
-                items.append(self._completions.popleft())
-            except IndexError:
-                return items
 
     def _on_done(self, run: _Run, future: Future[Result]) -> None:
         assert run.worker is not None
@@ -448,7 +440,7 @@ class Engine:
 
     def _turn(self, now: int) -> bool:
         """One transaction: record finished runs, claim up to the free slots. True if it did work."""
-        completions = self._drain_completions()
+        completions = _drain(self._completions)
         with self._lock:
             free = self._config.max_concurrency - len(self._running)
             running_expedited = sum(1 for r in self._running.values() if r.claimed.expedited)
@@ -470,7 +462,7 @@ class Engine:
         full = False
         outputs: dict[str, list[str]] = {}
         names = self._names()
-        usage = self._drain(self._expedited_used)
+        usage = _drain(self._expedited_used)
         try:
             claimed, full, ordinary_free = self._turn_transaction(
                 now, completions, usage, want_claim, free, ordinary_free, names, outputs
@@ -555,13 +547,6 @@ class Engine:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)
         return claimed, full, ordinary_free
-
-    @staticmethod
-    def _drain(queue: collections.deque[int]) -> list[int]:
-        items = []
-        while queue:
-            items.append(queue.popleft())
-        return items
 
     def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
         prepared = self._prepare(claimed, prerequisite_outputs, inline=False)
@@ -688,6 +673,19 @@ def _stop_reason(value: int) -> StopReason:
     except ValueError:
         return StopReason.UNKNOWN
     return StopReason.UNKNOWN if reason is StopReason.NOT_STOPPED else reason
+
+
+T = TypeVar("T")
+
+
+def _drain(queue: collections.deque[T]) -> list[T]:
+    """Everything in ``queue`` now; other threads may keep appending meanwhile."""
+    items: list[T] = []
+    while True:
+        try:
+            items.append(queue.popleft())
+        except IndexError:
+            return items
 
 
 def _needs_loop(worker: ListenableWorker | None) -> bool:
