@@ -243,15 +243,23 @@ def main(argv: list[str] | None = None) -> int:
         "--url", default=os.environ.get("WMBENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
     )
     p.add_argument("--n", type=int, default=int(os.environ.get("WMBENCH_N", "10000")))
+    p.add_argument(
+        "--only", default="enqueue,drain,latency", help="comma-separated phases (default: all three)"
+    )
+    p.add_argument("--processes", default="1,4", help="worker process counts for the drain phase")
     args = p.parse_args(argv)
+    phases = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="pgbench-") as tmp:
         bench = PgBench(args.url, args.n, Path(tmp))
-        bench.enqueue()
-        for processes in (1, 4):
-            bench.drain(f"raw drain {processes} proc", processes, raw=True)
-            bench.drain(f"wm drain {processes} proc", processes, raw=False)
-        bench.latency("raw latency process", raw=True)
-        bench.latency("wm latency process", raw=False)
+        if "enqueue" in phases:
+            bench.enqueue()
+        if "drain" in phases:
+            for processes in (int(p) for p in args.processes.split(",")):
+                bench.drain(f"raw drain {processes} proc", processes, raw=True)
+                bench.drain(f"wm drain {processes} proc", processes, raw=False)
+        if "latency" in phases:
+            bench.latency("raw latency process", raw=True)
+            bench.latency("wm latency process", raw=False)
     print(json.dumps(bench.results, indent=1))
     return 0
 

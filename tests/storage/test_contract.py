@@ -124,6 +124,7 @@ def work(
     created_at: int = NOW,
     charging: int = 0,
     interval_ms: int = 0,
+    expedited: int = 0,
 ) -> NewWork:
     return NewWork(
         id=work_id or str(uuid.uuid4()),
@@ -144,7 +145,7 @@ def work(
         last_enqueue_time=last_enqueue_time,
         next_run_time=next_run_time if state == ENQUEUED else NEVER,
         minimum_retention_ms=retention_ms,
-        expedited=0,
+        expedited=expedited,
         out_of_quota_policy=0,
         stop_reason=-256,
         created_at=created_at,
@@ -275,6 +276,14 @@ def test_claim_takes_due_rows_in_order_up_to_the_limit(storage: Storage) -> None
     assert storage.work_next_due(None) is None
 
 
+def test_next_due_says_whether_expedited_work_waits(storage: Storage) -> None:
+    assert storage.work_next_due_and_expedited(None) is None
+    insert(storage, work("a", next_run_time=NOW + 5))
+    assert storage.work_next_due_and_expedited(None) == (NOW + 5, False)
+    insert(storage, work("fast", next_run_time=NOW + 9, expedited=1))
+    assert storage.work_next_due_and_expedited(None) == (NOW + 5, True)
+
+
 def test_claim_filters_by_worker_name_and_constraints(storage: Storage) -> None:
     insert(storage, work("x", worker="other"), work("plugged", charging=1), work("plain"))
     unplugged = {
@@ -348,6 +357,18 @@ def test_finishing_needs_the_current_run_token(storage: Storage) -> None:
         assert not tx.work_succeed_if_running("a", TOKEN, '{"x":2}', NOW)  # already finished
     info = storage.work_info_by_id("a")
     assert info is not None and info.state == SUCCEEDED and info.output == '{"x":1}' and info.progress is None
+
+
+def test_a_batch_of_successes_finishes_only_runs_still_ours(storage: Storage) -> None:
+    insert(storage, work("a"), work("b"), work("c"))
+    claim(storage, 3)
+    with storage.transaction() as tx:
+        tx.work_cancel_tree(["c"], NOW)
+    with storage.transaction() as tx:
+        tx.work_succeed_many([("a", TOKEN, '{"x":1}'), ("b", TOKEN + 1, "{}"), ("c", TOKEN, "{}")], NOW)
+    a = storage.work_info_by_id("a")
+    assert a is not None and a.state == SUCCEEDED and a.output == '{"x":1}'
+    assert [state_of(storage, i) for i in "bc"] == [RUNNING, CANCELLED]
 
 
 def test_transitions_after_a_cancel_are_no_ops(storage: Storage) -> None:
@@ -443,28 +464,49 @@ def test_a_dependent_unblocks_only_when_every_prerequisite_succeeded(storage: St
         assert sorted(tx.work_prerequisite_outputs("c")) == ['{"from":"a"}', '{"from":"b"}']
 
 
-def test_two_prerequisites_finishing_at_once_unblock_their_dependent(backend: Backend) -> None:
+def test_a_batch_unblocks_dependents_whose_prerequisites_all_succeeded(storage: Storage) -> None:
+    insert(
+        storage, work("a"), work("b"), work("x"),
+        work("c", state=BLOCKED, prerequisites=("a", "b")),
+        work("d", state=BLOCKED, prerequisites=("a", "x")),
+    )  # fmt: skip
+    claim(storage, 3)
+    with storage.transaction() as tx:
+        tx.work_succeed_many([("a", TOKEN, "{}"), ("b", TOKEN, "{}")], NOW)
+        tx.dependency_unblock_many(["a", "b"], NOW)
+    assert [state_of(storage, i) for i in "cdx"] == [ENQUEUED, BLOCKED, RUNNING]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+def test_two_prerequisites_finishing_at_once_unblock_their_dependent(backend: Backend, batched: bool) -> None:
     """Under READ COMMITTED each transaction alone would see the other prerequisite unfinished."""
     one, two = backend.open(), backend.open()
     insert(one, work("a"), work("b"), work("c", state=BLOCKED, prerequisites=("a", "b")))
     claim(one, 2)
     first_done = threading.Event()
+
+    def succeed(tx: Any, work_id: str) -> None:
+        if batched:
+            tx.work_succeed_many([(work_id, TOKEN, "{}")], NOW)
+            tx.dependency_unblock_many([work_id], NOW)
+        else:
+            tx.work_succeed_if_running(work_id, TOKEN, "{}", NOW)
+            tx.dependency_unblock(work_id, NOW)
+
     failures: list[BaseException] = []
 
     def finish_b() -> None:
         try:
             first_done.wait(10)
             with two.transaction() as tx:
-                tx.work_succeed_if_running("b", TOKEN, "{}", NOW)
-                tx.dependency_unblock("b", NOW)
+                succeed(tx, "b")
         except BaseException as exc:
             failures.append(exc)
 
     thread = threading.Thread(target=finish_b)
     thread.start()
     with one.transaction() as tx:
-        tx.work_succeed_if_running("a", TOKEN, "{}", NOW)
-        tx.dependency_unblock("a", NOW)
+        succeed(tx, "a")
         first_done.set()
         time.sleep(0.3)  # the other transaction runs (or waits) meanwhile
     thread.join(30)

@@ -27,7 +27,7 @@ from workmanager.data import Data
 from workmanager.engine import recovery, runner, triggers
 from workmanager.engine.changes import ChangeFeed
 from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
-from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcome
+from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcomes
 from workmanager.info import StopReason
 from workmanager.storage.base import ClaimedWork, Storage, Transaction
 from workmanager.worker import ForegroundInfo, ListenableWorker, Result, WorkerFactory
@@ -104,6 +104,10 @@ class Engine:
         self._draining = False
         self._stopping = False
         self._next_due: int | None = 0
+        #: Whether expedited work waited at the last look: if not, no expedited claim is tried.
+        self._expedited_waiting = True
+        #: Due work waits for a slot: the loop sleeps until a run finishes, not until it is due.
+        self._waiting_for_slot = False
         self._checked_version = -1
         self._rescuer = recovery.Rescuer(
             storage,
@@ -198,16 +202,8 @@ class Engine:
 
     def _apply_in(self, tx: Transaction, items: list[tuple[ClaimedWork, Outcome]], now: int) -> None:
         """Persist finished runs inside ``tx`` (several per transaction: a group commit)."""
-        for claimed, outcome in items:
-            apply_outcome(
-                tx,
-                claimed.id,
-                claimed.run_token,
-                outcome,
-                is_periodic=claimed.is_periodic,
-                now=now,
-                max_backoff_ms=self._max_backoff_ms,
-            )
+        runs = [(c.id, c.run_token, c.is_periodic, outcome) for c, outcome in items]
+        apply_outcomes(tx, runs, now=now, max_backoff_ms=self._max_backoff_ms)
 
     # -- inline mode (the test manager) --------------------------------------------------------
 
@@ -431,7 +427,7 @@ class Engine:
             if busy:
                 continue
             wake_at = min(next_heartbeat, next_rescue, next_prune)
-            if self._next_due is not None and not self._draining:
+            if self._next_due is not None and not self._draining and not self._waiting_for_slot:
                 wake_at = min(wake_at, self._next_due)
             timeout = max(0.0, (wake_at - self._clock.now_ms()) / 1000)
             if next_timeout_s is not None:
@@ -449,13 +445,21 @@ class Engine:
         ordinary_free = min(
             free, max(0, ordinary_cap - (self._config.max_concurrency - free - running_expedited))
         )
-        want_claim = False
+        want_expedited = want_ordinary = False
+        self._waiting_for_slot = free <= 0
         if free > 0 and not self._draining:
             version = self._feed.version
             if version != self._checked_version:
                 self._checked_version = version
-                self._next_due = self._storage.work_next_due(self._names(), **self._constraint_args())
-            want_claim = self._next_due is not None and self._next_due <= now
+                due = self._storage.work_next_due_and_expedited(self._names(), **self._constraint_args())
+                self._next_due, self._expedited_waiting = due if due is not None else (None, False)
+            if self._next_due is not None and self._next_due <= now:
+                want_expedited = self._expedited_waiting
+                # With only the reserved slots free, ordinary work waits for a finished run
+                # (and is then claimed in the same transaction that records it).
+                want_ordinary = ordinary_free > 0
+                self._waiting_for_slot = not want_ordinary and not want_expedited
+        want_claim = want_expedited or want_ordinary
         if not completions and not want_claim:
             return False
         claimed: list[ClaimedWork] = []
@@ -465,7 +469,7 @@ class Engine:
         usage = _drain(self._expedited_used)
         try:
             claimed, full, ordinary_free = self._turn_transaction(
-                now, completions, usage, want_claim, free, ordinary_free, names, outputs
+                now, completions, usage, want_expedited, want_claim, free, ordinary_free, names, outputs
             )
         except BaseException:
             # Nothing of this turn was written (a restarted database, a deadlock): keep the
@@ -481,9 +485,9 @@ class Engine:
                 self._next_due = now
                 self._checked_version = self._feed.version
             elif not claimed and ordinary_free == 0:
-                # Only the reserved slots are free and no expedited work is due: wait for a
-                # finished run or a change, not for the (due) ordinary work.
-                self._next_due = None
+                # Only the reserved slots are free and no expedited work could be claimed:
+                # the ordinary work stays due; stop trying expedited claims until a change.
+                self._expedited_waiting = False
                 self._checked_version = self._feed.version
             else:
                 self._next_due = None
@@ -497,6 +501,7 @@ class Engine:
         now: int,
         completions: list[tuple[ClaimedWork, Outcome]],
         usage: list[int],
+        want_expedited: bool,
         want_claim: bool,
         free: int,
         ordinary_free: int,
@@ -516,21 +521,23 @@ class Engine:
             if want_claim:
                 token = random.getrandbits(62)
                 constraint_args = self._constraint_args()
-                if self._within_quota(tx, now):
-                    claimed = tx.work_claim_available(
-                        now=now,
-                        limit=free,
-                        runner_id=self.runner_id,
-                        run_token=token,
-                        names=names,
-                        expedited_only=True,
-                        **constraint_args,
-                    )
-                else:
-                    # Out of quota: expedited work runs as ordinary work (its OutOfQuotaPolicy;
-                    # DROP_WORK_REQUEST was applied at enqueue), and needs no reserved slot.
-                    ordinary_free = free
-                full = len(claimed) == free
+                if want_expedited:
+                    if self._within_quota(tx, now):
+                        claimed = tx.work_claim_available(
+                            now=now,
+                            limit=free,
+                            runner_id=self.runner_id,
+                            run_token=token,
+                            names=names,
+                            expedited_only=True,
+                            **constraint_args,
+                        )
+                        full = len(claimed) == free
+                    else:
+                        # Out of quota: expedited work runs as ordinary work (its
+                        # OutOfQuotaPolicy; DROP_WORK_REQUEST was applied at enqueue), and
+                        # needs no reserved slot.
+                        ordinary_free = free
                 ordinary_limit = min(free - len(claimed), ordinary_free)
                 if ordinary_limit > 0:
                     ordinary = tx.work_claim_available(

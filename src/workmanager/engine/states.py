@@ -83,6 +83,39 @@ class Applied:
     failed_dependents: tuple[str, ...] = ()
 
 
+def apply_outcomes(
+    tx: Transaction,
+    runs: list[tuple[str, int, bool, Outcome]],
+    *,
+    now: int,
+    max_backoff_ms: int,
+) -> None:
+    """Persist several runs' outcomes, each as :func:`apply_outcome` would (a group commit).
+
+    ``runs`` holds (work id, run token, is periodic, outcome). One-time successes, the bulk of
+    any drain, go to the database as one batch (RUNNING -> SUCCEEDED, then their dependents);
+    the rest one at a time. What each changed is not reported.
+    """
+    successes: list[tuple[str, int, str]] = []
+    for work_id, run_token, is_periodic, outcome in runs:
+        if isinstance(outcome, Succeeded) and not is_periodic:
+            successes.append((work_id, run_token, outcome.output.to_json()))
+        else:
+            apply_outcome(
+                tx,
+                work_id,
+                run_token,
+                outcome,
+                is_periodic=is_periodic,
+                now=now,
+                max_backoff_ms=max_backoff_ms,
+            )
+    if successes:
+        assert is_legal(State.RUNNING, State.SUCCEEDED)
+        tx.work_succeed_many(successes, now)
+        tx.dependency_unblock_many([work_id for work_id, _, _ in successes], now)
+
+
 def apply_outcome(
     tx: Transaction,
     work_id: str,

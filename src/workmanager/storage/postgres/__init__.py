@@ -154,13 +154,27 @@ def _runner(row: tuple[Any, ...]) -> RunnerRow:
 class PostgresTransaction:
     """The write half of the interface, on one connection inside BEGIN ... COMMIT."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None) -> None:
         self._conn = conn
+        self._pipeline = pipeline
         #: Set when a statement changed work: the transaction then notifies listeners.
         self.changed = False
 
-    def _exec(self, name: str, params: Any = None) -> psycopg.Cursor[Any]:
-        return self._conn.execute(_Q[name], params)
+    def _exec(self, name: str, params: Any = None, *, defer: bool = False) -> psycopg.Cursor[Any]:
+        """Run a statement; with ``defer`` in pipeline mode, without waiting for its result.
+
+        A deferred statement's error surfaces at the next sync or at COMMIT (the transaction
+        then fails as a whole); only statements whose results nobody reads are deferred.
+        """
+        cursor = self._conn.execute(_Q[name], params)
+        if not defer:
+            self._sync()
+        return cursor
+
+    def _sync(self) -> None:
+        """In pipeline mode, wait for the statements sent so far (their errors, row counts)."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
 
     def _changed_rows(self, name: str, params: Any) -> int:
         count = self._exec(name, params).rowcount
@@ -176,6 +190,7 @@ class PostgresTransaction:
                     cur.execute(_Q["work_insert"], _insert_params(rows[0]))
                 else:
                     cur.executemany(_Q["work_insert"], [_insert_params(r) for r in rows])
+                self._sync()  # a duplicate id must raise here, not at COMMIT
         except psycopg.errors.UniqueViolation as exc:
             detail = (exc.diag.message_detail or "").strip()
             raise errors.WorkAlreadyExistsError(
@@ -192,6 +207,7 @@ class PostgresTransaction:
             deps = [(r.id, p) for r in rows for p in r.prerequisites]
             if deps:
                 cur.executemany(_Q["dependency_insert"], deps)
+        self._sync()
 
     def work_states_by_ids(self, ids: list[str]) -> dict[str, int]:
         return {r[0]: r[1] for r in self._exec("work_states_by_ids", {"ids": ids})}
@@ -258,6 +274,13 @@ class PostgresTransaction:
         params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
         return self._changed_rows("work_fail_if_running", params) == 1
 
+    def work_succeed_many(self, runs: list[tuple[str, int, str]], now: int) -> None:
+        # Deferred: nothing reads its result, so it travels with the claim and the COMMIT.
+        ids, tokens, outputs = (list(column) for column in zip(*runs, strict=True))
+        params = {"ids": ids, "run_tokens": tokens, "outputs": outputs, "now": now}
+        self._exec("work_succeed_many", params, defer=True)
+        self.changed = True
+
     def work_enqueue_if_running(
         self,
         work_id: str,
@@ -295,6 +318,13 @@ class PostgresTransaction:
         # are granted (see dependency_lock_dependents in queries.sql).
         if self._exec("dependency_lock_dependents", {"id": work_id}).fetchall():
             self._changed_rows("dependency_unblock", {"id": work_id, "now": now})
+
+    def dependency_unblock_many(self, work_ids: list[str], now: int) -> None:
+        # Deferred, both: in pipeline mode the server still runs them one after the other, so
+        # the second's snapshot is taken after the first's locks are granted.
+        self._exec("dependency_lock_dependents_many", {"ids": work_ids}, defer=True)
+        self._exec("dependency_unblock_many", {"ids": work_ids, "now": now}, defer=True)
+        self.changed = True
 
     def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:
         params = {"id": work_id, "now": now, "never": NEVER}
@@ -457,6 +487,7 @@ class PostgresTransaction:
         if row.tags:
             with self._conn.cursor() as cur:
                 cur.executemany(_Q["worktag_insert"], [(t, work_id) for t in row.tags])
+            self._sync()
         return True
 
 
@@ -568,11 +599,14 @@ class PostgresStorage:
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
-        with self._pool.connection() as conn, conn.transaction():
-            tx = PostgresTransaction(conn)
+        # Pipeline mode: statements whose results are not read at once (BEGIN, updates, the
+        # NOTIFY, COMMIT) travel together, so a transaction costs a round trip per result it
+        # reads rather than one per statement.
+        with self._pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            tx = PostgresTransaction(conn, pipeline)
             yield tx
             if tx.changed:
-                conn.execute(_Q["notify"], {"channel": self.channel, "payload": self._token})
+                tx._exec("notify", {"channel": self.channel, "payload": self._token}, defer=True)
 
     @contextmanager
     def transaction_on(self, connection: psycopg.Connection[Any]) -> Iterator[PostgresTransaction]:
@@ -634,9 +668,18 @@ class PostgresStorage:
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
     ) -> int | None:
+        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids)
+        return None if due is None else due[0]
+
+    def work_next_due_and_expedited(
+        self,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+    ) -> tuple[int, bool] | None:
         params = {"names": names, **_constraint_params(constraints, constraints_met_ids)}
         rows = self._read("work_next_due", params)
-        return int(rows[0][0]) if rows else None
+        return (int(rows[0][0]), bool(rows[0][1])) if rows else None
 
     def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]:
         rows = self._read("work_owned_states", {"ids": ids})

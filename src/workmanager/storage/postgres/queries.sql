@@ -105,7 +105,11 @@ RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.g
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due.
-SELECT next_run_time FROM workspec
+SELECT next_run_time,
+    -- Whether any expedited work waits (the partial index answers): if none, the dispatcher
+    -- skips the expedited claim.
+    EXISTS (SELECT 1 FROM workspec WHERE state = 0 AND expedited = 1) AS expedited_waiting
+FROM workspec
 WHERE state = 0 AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
       AND ((required_network_type = 0
             OR (required_network_type = 1 AND %(net_connected)s)
@@ -137,6 +141,15 @@ SET state = 2, output = %(output)s, progress = NULL, foreground = NULL, runner_i
     finished_at = %(now)s
 WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
 
+-- name: work_succeed_many
+-- work_succeed_if_running for a batch of finished runs in one statement: the arrays hold each
+-- run's id, run token and output, in the same order.
+UPDATE workspec AS w
+SET state = 2, output = d.output, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL,
+    orphan_count = 0, finished_at = %(now)s
+FROM unnest(%(ids)s::text[], %(run_tokens)s::bigint[], %(outputs)s::text[]) AS d(id, run_token, output)
+WHERE w.id = d.id AND w.state = 1 AND w.run_token = d.run_token;
+
 -- name: work_fail_if_running
 UPDATE workspec
 SET state = 3, output = %(output)s, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL, orphan_count = 0,
@@ -164,6 +177,22 @@ SELECT w.id FROM workspec w
 WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = %(id)s) AND w.state = 4
 ORDER BY w.id
 FOR UPDATE OF w;
+
+-- name: dependency_lock_dependents_many
+-- dependency_lock_dependents for several prerequisites at once.
+SELECT w.id FROM workspec w
+WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = ANY(%(ids)s::text[])) AND w.state = 4
+ORDER BY w.id
+FOR UPDATE OF w;
+
+-- name: dependency_unblock_many
+-- dependency_unblock for several prerequisites at once.
+UPDATE workspec AS w
+SET state = 0, last_enqueue_time = %(now)s, next_run_time = %(now)s + w.initial_delay_ms
+WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = ANY(%(ids)s::text[]))
+  AND w.state = 4
+  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
+                  WHERE d.work_id = w.id AND p.state <> 2);
 
 -- name: dependency_unblock
 -- BLOCKED dependents of %(id)s whose prerequisites all SUCCEEDED become ENQUEUED;

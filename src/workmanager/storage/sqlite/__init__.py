@@ -196,6 +196,10 @@ class SqliteTransaction:
         params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
         return self._conn.execute(_Q["work_succeed_if_running"], params).rowcount == 1
 
+    def work_succeed_many(self, runs: list[tuple[str, int, str]], now: int) -> None:
+        params = [{"id": i, "run_token": t, "output": o, "now": now} for i, t, o in runs]
+        self._conn.executemany(_Q["work_succeed_if_running"], params)
+
     def work_fail_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool:
         params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
         return self._conn.execute(_Q["work_fail_if_running"], params).rowcount == 1
@@ -234,6 +238,9 @@ class SqliteTransaction:
 
     def dependency_unblock(self, work_id: str, now: int) -> None:
         self._conn.execute(_Q["dependency_unblock"], {"id": work_id, "now": now})
+
+    def dependency_unblock_many(self, work_ids: list[str], now: int) -> None:
+        self._conn.executemany(_Q["dependency_unblock"], [{"id": i, "now": now} for i in work_ids])
 
     def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:
         params = {"id": work_id, "now": now, "never": NEVER}
@@ -579,12 +586,21 @@ class SqliteStorage:
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
     ) -> int | None:
+        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids)
+        return None if due is None else due[0]
+
+    def work_next_due_and_expedited(
+        self,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+    ) -> tuple[int, bool] | None:
         params = {
             "names": None if names is None else json.dumps(names),
             **_constraint_params(constraints, constraints_met_ids),
         }
         rows = self._read("work_next_due", params)
-        return rows[0][0] if rows else None
+        return (int(rows[0][0]), bool(rows[0][1])) if rows else None
 
     def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]:
         rows = self._read("work_owned_states", {"ids": json.dumps(ids)})

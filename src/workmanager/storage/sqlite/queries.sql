@@ -92,7 +92,11 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due. Walks the claim index
 -- in order and stops at the first row it can run.
-SELECT next_run_time FROM workspec
+SELECT next_run_time,
+    -- Whether any expedited work waits (the partial index answers): if none, the dispatcher
+    -- skips the expedited claim.
+    EXISTS (SELECT 1 FROM workspec WHERE state = 0 AND expedited = 1) AS expedited_waiting
+FROM workspec
 WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
       AND ((required_network_type = 0
             OR (required_network_type = 1 AND :net_connected)
