@@ -60,6 +60,7 @@ class Bench:
         self.t_start = time.perf_counter()
         self.wm_error: str | None = None
         self.results: dict[str, Figure] = {}
+        self.only: list[str] = []
         self.readers: dict[str, sqlite3.Connection] = {}
 
     # ---- plumbing ---------------------------------------------------------------------
@@ -75,6 +76,8 @@ class Bench:
 
     def run(self, key: str, fn: Callable[[], Figure], needs_wm: bool = False) -> None:
         """Run one phase; a failure is recorded as that phase's error and the run goes on."""
+        if self.only and not any(part in key for part in self.only):
+            return
         if needs_wm and self.wm_error is not None:
             self.results[key] = {"error": f"workmanager not importable: {self.wm_error}"}
             self.log(f"{key}: skipped (workmanager not importable)")
@@ -693,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-gap-ms", type=float, default=20.0)
     p.add_argument("--dir", default=os.environ.get("WMBENCH_DIR"), help="data directory (default: temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the databases, marks and worker logs")
+    p.add_argument(
+        "--only", default="", help="run only phases whose name contains one of these (comma-separated)"
+    )
     args = p.parse_args(argv)
 
     if args.dir:
@@ -708,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     b = Bench(root, args.n, args.cap, args.chunk, args.latency_jobs, args.latency_gap_ms / 1000.0)
+    b.only = [part for part in args.only.split(",") if part]
     wm_facts, b.wm_error = workmanager_facts()
     try:
         machine = machine_facts(root)

@@ -647,6 +647,20 @@ def postgres_only(backend: Backend) -> None:
         pytest.skip("PostgreSQL only")
 
 
+def test_a_statement_failing_late_fails_the_whole_transaction(storage: Storage) -> None:
+    """PostgreSQL sends a transaction's writes together (pipeline mode), so an insert's error
+    may surface only at COMMIT: the transaction still fails as a whole and the connection
+    goes back to the pool clean."""
+    insert(storage, work("kept"))
+    with pytest.raises(Exception), storage.transaction() as tx:  # noqa: B017 - each driver's error
+        tx.work_insert([work("orphan", state=BLOCKED, prerequisites=("no-such-work",))])
+        tx.work_succeed_many([("kept", TOKEN, "{}")], NOW)
+    assert storage.work_info_by_id("orphan") is None
+    for _ in range(3):  # every pooled connection still works
+        insert(storage, work())
+    assert state_of(storage, "kept") == ENQUEUED
+
+
 def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: Backend) -> None:
     postgres_only(backend)
     opened: list[Storage] = []

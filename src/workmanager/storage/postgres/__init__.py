@@ -47,6 +47,7 @@ from workmanager.storage.base import (
 try:
     import psycopg
     from psycopg import sql
+    from psycopg.pq import TransactionStatus
     from psycopg_pool import ConnectionPool
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -64,6 +65,8 @@ SCHEMA_VERSION = _MIGRATIONS[-1][0]
 #: A schema name we accept: it becomes part of an identifier and a channel name.
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 #: Connection settings for every connection: find a dead peer in seconds, not hours.
+_BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
+
 _CONNECT_KWARGS: dict[str, Any] = {
     "connect_timeout": 10,
     "keepalives": 1,
@@ -142,6 +145,16 @@ def _constraint_params(constraints: dict[str, Any] | None, met_ids: list[str] | 
     }
 
 
+def _already_exists(exc: psycopg.errors.UniqueViolation) -> Exception:
+    """A duplicate work id as our typed error; any other unique violation as it is."""
+    if exc.diag.constraint_name != "workspec_pkey":
+        return exc
+    detail = (exc.diag.message_detail or "").strip()
+    return errors.WorkAlreadyExistsError(
+        f"work already exists ({detail or 'duplicate id'}); each request can be enqueued once"
+    )
+
+
 def _info(row: tuple[Any, ...]) -> InfoRow:
     fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
     return InfoRow(*fields)
@@ -190,24 +203,18 @@ class PostgresTransaction:
                     cur.execute(_Q["work_insert"], _insert_params(rows[0]))
                 else:
                     cur.executemany(_Q["work_insert"], [_insert_params(r) for r in rows])
-                self._sync()  # a duplicate id must raise here, not at COMMIT
+                tags = [(t, r.id) for r in rows for t in r.tags]
+                if tags:
+                    cur.executemany(_Q["worktag_insert"], tags)
+                names = [{"name": n, "work_id": r.id} for r in rows for n in r.names]
+                if names:
+                    cur.executemany(_Q["workname_insert"], names)
+                deps = [(r.id, p) for r in rows for p in r.prerequisites]
+                if deps:
+                    cur.executemany(_Q["dependency_insert"], deps)
         except psycopg.errors.UniqueViolation as exc:
-            detail = (exc.diag.message_detail or "").strip()
-            raise errors.WorkAlreadyExistsError(
-                f"work already exists ({detail or 'duplicate id'}); each request can be enqueued once"
-            ) from exc
+            raise _already_exists(exc) from exc
         self.changed = True
-        with conn.cursor() as cur:
-            tags = [(t, r.id) for r in rows for t in r.tags]
-            if tags:
-                cur.executemany(_Q["worktag_insert"], tags)
-            names = [{"name": n, "work_id": r.id} for r in rows for n in r.names]
-            if names:
-                cur.executemany(_Q["workname_insert"], names)
-            deps = [(r.id, p) for r in rows for p in r.prerequisites]
-            if deps:
-                cur.executemany(_Q["dependency_insert"], deps)
-        self._sync()
 
     def work_states_by_ids(self, ids: list[str]) -> dict[str, int]:
         return {r[0]: r[1] for r in self._exec("work_states_by_ids", {"ids": ids})}
@@ -601,12 +608,31 @@ class PostgresStorage:
     def transaction(self) -> Iterator[PostgresTransaction]:
         # Pipeline mode: statements whose results are not read at once (BEGIN, updates, the
         # NOTIFY, COMMIT) travel together, so a transaction costs a round trip per result it
-        # reads rather than one per statement.
-        with self._pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
-            tx = PostgresTransaction(conn, pipeline)
-            yield tx
-            if tx.changed:
-                tx._exec("notify", {"channel": self.channel, "payload": self._token}, defer=True)
+        # reads rather than one per statement. BEGIN and COMMIT are sent as plain statements
+        # on the autocommit connection: psycopg's transaction() would wait after each.
+        with self._pool.connection() as conn:
+            try:
+                with conn.pipeline() as pipeline:
+                    conn.execute(_BEGIN)
+                    tx = PostgresTransaction(conn, pipeline)
+                    yield tx
+                    if tx.changed:
+                        tx._exec("notify", {"channel": self.channel, "payload": self._token}, defer=True)
+                    conn.execute(_COMMIT)
+            except BaseException as exc:
+                # A failed statement leaves the transaction aborted (or a deferred error left
+                # COMMIT unexecuted): roll back before the connection goes back to the pool.
+                if not conn.broken and conn.pgconn.transaction_status != TransactionStatus.IDLE:
+                    try:
+                        conn.execute(_ROLLBACK)
+                    except psycopg.Error:
+                        pass  # the pool discards a connection it cannot reset
+                if isinstance(exc, psycopg.errors.UniqueViolation):
+                    # An insert's error arrives with the transaction's one round trip.
+                    error = _already_exists(exc)
+                    if error is not exc:
+                        raise error from exc
+                raise
 
     @contextmanager
     def transaction_on(self, connection: psycopg.Connection[Any]) -> Iterator[PostgresTransaction]:
