@@ -61,7 +61,25 @@ def fresh_schema(base: str) -> Iterator[str]:
 
 
 def raw_connect(base: str, schema: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(base, autocommit=True, options=f"-c search_path={schema}")
+    return psycopg.connect(
+        base, autocommit=True, options=f"-c search_path={schema}", application_name=app_name(schema)
+    )
+
+
+def app_name(schema: str) -> str:
+    """Every connection of a phase carries this name, so its server processes can be found."""
+    return f"wmb_{schema}"
+
+
+def cpu_of(conn: psycopg.Connection[Any], schema: str, pids: list[int]) -> tuple[float, float]:
+    """CPU seconds used so far by ``pids`` and by the phase's server backends."""
+    workers = sum(util.process_cpu_s(pid) or 0.0 for pid in pids)
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
+        (app_name(schema),),
+    ).fetchall()
+    server = sum(util.process_cpu_s(int(r[0])) or 0.0 for r in rows)
+    return workers, server
 
 
 def raw_worker(base: str, schema: str) -> None:
@@ -148,6 +166,7 @@ class PgBench:
                 count_sql = "SELECT count(*) FROM jobs"
                 module, args = "bench.pgbench", ["--raw-worker", self.base, schema]
             else:
+                url += f"&application_name={app_name(schema)}"
                 wm = manager(url)
                 for start in range(0, self.n, 1000):
                     wm.enqueue([request(i) for i in range(start, min(self.n, start + 1000))])
@@ -163,8 +182,14 @@ class PgBench:
                 util.spawn(module, args, mark_dir, mark_dir / f"worker-{k}.log") for k in range(processes)
             ]
             try:
+                total = left()
                 deadline = time.time() + 300
-                while left() > 0 and time.time() < deadline:
+                cpu_from: tuple[int, tuple[float, float]] | None = None
+                cpu_to = (0.0, 0.0)
+                while (remaining := left()) > 0 and time.time() < deadline:
+                    if cpu_from is None and remaining < total:
+                        cpu_from = (remaining, cpu_of(conn, schema, [p.pid for p in procs]))
+                    cpu_to = cpu_of(conn, schema, [p.pid for p in procs])
                     time.sleep(0.005)
                 end = time.time()
             finally:
@@ -177,6 +202,10 @@ class PgBench:
             first = min(starts.values())
             fig = rate(len(starts), end - first)
             fig["reruns"] = util.count_marks(mark_dir) - len(starts)
+            if cpu_from is not None and cpu_from[0] > 0:
+                jobs = cpu_from[0]  # finished after the first sample (the last sample is close)
+                fig["worker_cpu_us_per_job"] = round((cpu_to[0] - cpu_from[1][0]) / jobs * 1e6)
+                fig["server_cpu_us_per_job"] = round((cpu_to[1] - cpu_from[1][1]) / jobs * 1e6)
             self.log(key, fig)
 
     # -- latency --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -730,10 +730,10 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
     postgres_only(backend)
     mine, other = backend.open(), backend.open()
     heard = threading.Event()
-    count = [0]
+    kinds: list[bool] = []
 
-    def on_change() -> None:
-        count[0] += 1
+    def on_change(work: bool) -> None:
+        kinds.append(work)
         heard.set()
 
     stop = mine.listen(on_change)  # type: ignore[attr-defined]
@@ -747,6 +747,7 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         assert not heard.wait(0.3), "own commits are not news"
         insert(other, work("theirs"))
         assert heard.wait(5), "another storage's commit was not heard"
+        assert kinds[-1] is True, "an enqueue is a work change"
         # The listening connection is killed: it reconnects and reports a change at once.
         heard.clear()
         backend.sql(
@@ -757,6 +758,53 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         heard.clear()
         insert(other, work("after"))
         assert heard.wait(10), "not listening again after the reconnect"
+    finally:
+        stop()
+
+
+def test_postgres_claims_and_successes_are_not_work_changes_but_unblocks_are(backend: Backend) -> None:
+    """Other dispatchers need not look for new work after a claim or a plain success."""
+    postgres_only(backend)
+    mine, other = backend.open(), backend.open()
+    kinds: list[bool] = []
+    heard = threading.Event()
+
+    def on_change(work: bool) -> None:
+        kinds.append(work)
+        heard.set()
+
+    insert(other, work("a"), work("b"), work("c", state=BLOCKED, prerequisites=("a",)))
+    stop = mine.listen(on_change)  # type: ignore[attr-defined]
+    try:
+        assert heard.wait(10)
+        deadline = time.monotonic() + 10
+        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+
+        def commit_and_hear(change: Callable[[Any], None]) -> bool:
+            """Whether the commit's notifications (one or two) said it was a work change."""
+            heard.clear()
+            start = len(kinds)
+            with other.transaction() as tx:
+                change(tx)
+            assert heard.wait(5), "a commit was not heard"
+            time.sleep(0.1)  # a second notification of the same commit arrives meanwhile
+            return any(kinds[start:])
+
+        def claim_two(tx: Any) -> None:
+            tx.work_claim_available(now=NOW, limit=2, runner_id="r", run_token=TOKEN, names=None)
+
+        def succeed(work_id: str) -> Callable[[Any], None]:
+            def change(tx: Any) -> None:
+                tx.work_succeed_many([(work_id, TOKEN, "{}")], NOW)
+                tx.dependency_unblock_many([work_id], NOW)
+
+            return change
+
+        assert commit_and_hear(claim_two) is False
+        assert commit_and_hear(succeed("b")) is False  # b has no dependents
+        assert commit_and_hear(succeed("a")) is True  # c becomes claimable
+        assert state_of(mine, "c") == ENQUEUED
     finally:
         stop()
 

@@ -40,14 +40,23 @@ _EVENT_HEADER = struct.Struct("iIII")
 
 
 class ChangeFeed:
-    """A monotonically increasing version; ``wait`` blocks until it moves."""
+    """A monotonically increasing version; ``wait`` blocks until it moves.
+
+    Two kinds of change: every change moves ``version`` (what observers of WorkInfo wait
+    on); a *work* change (work became claimable, or running work was cancelled, replaced or
+    taken back) also moves ``work_version`` (what the dispatcher claims and checks on).
+    Another process's claims and plain successes are changes, but not work changes: the
+    dispatchers of a busy cluster do not wake one another on every commit.
+    """
 
     def __init__(self) -> None:
         self._version = 0
         self._external_version = 0
+        self._work_version = 0
+        self._external_work_version = 0
         self._cond = threading.Condition()
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[tuple[Callable[[], None], bool]] = []
 
     @property
     def version(self) -> int:
@@ -58,24 +67,37 @@ class ChangeFeed:
         """Moves only for changes made by other processes."""
         return self._external_version
 
-    def add_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (quickly, from any thread) on every bump."""
+    @property
+    def work_version(self) -> int:
+        """Moves only for work changes."""
+        return self._work_version
+
+    @property
+    def external_work_version(self) -> int:
+        """Moves only for work changes made by other processes."""
+        return self._external_work_version
+
+    def add_listener(self, listener: Callable[[], None], *, work_only: bool = False) -> None:
+        """Call ``listener`` (quickly, from any thread) on every bump, or every work change."""
         with self._cond:
-            self._listeners.append(listener)
+            self._listeners.append((listener, work_only))
 
     def remove_listener(self, listener: Callable[[], None]) -> None:
         with self._cond:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            self._listeners = [entry for entry in self._listeners if entry[0] != listener]
 
-    def bump(self, *, external: bool = False) -> None:
+    def bump(self, *, external: bool = False, work: bool = True) -> None:
         with self._cond:
             self._version += 1
             if external:
                 self._external_version += 1
+            if work:
+                self._work_version += 1
+                if external:
+                    self._external_work_version += 1
             self._cond.notify_all()
             waiters, self._async_waiters = self._async_waiters, set()
-            listeners = list(self._listeners)
+            listeners = [fn for fn, work_only in self._listeners if work or not work_only]
         for listener in listeners:
             listener()
         for loop, future in waiters:
@@ -162,11 +184,13 @@ class ChangeWatcher:
         data_changed: Callable[[], bool],
         watch_paths: list[str],
         poll_interval_s: float,
-        listen: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+        listen: Callable[[Callable[[bool], None]], Callable[[], None]] | None = None,
     ) -> None:
         self._feed = feed
-        #: listen(on_change) -> stop: the storage calls on_change after others' commits.
-        self._unlisten = listen(lambda: feed.bump(external=True)) if listen is not None else None
+        #: listen(on_change) -> stop: the storage calls on_change(work) after others' commits.
+        self._unlisten = (
+            listen(lambda work: feed.bump(external=True, work=work)) if listen is not None else None
+        )
         self._data_changed = data_changed
         self._names = {os.path.basename(p) for p in watch_paths}
         self._poll_interval_s = poll_interval_s

@@ -276,7 +276,7 @@ class Engine:
         if self._leads():
             self._rescuer.run_once(now)
             self._pruner.run_once(now)
-        self._feed.add_listener(self._wakeup.set)
+        self._feed.add_listener(self._wakeup.set, work_only=True)
         self.trackers.add_listener(self._on_constraints_changed)
         self.trackers.start()
         self._triggers = triggers.TriggerWatcher(self._storage, self._feed, self._clock)
@@ -385,7 +385,7 @@ class Engine:
         next_heartbeat = now + heartbeat_ms
         next_rescue = now + rescue_ms
         next_prune = now + PRUNE_INTERVAL_MS
-        external_seen = self._feed.external_version
+        external_seen = self._feed.external_work_version
         next_timeout_s: float | None = None
         failing_since: float | None = None
         while not self._stopping:
@@ -394,8 +394,8 @@ class Engine:
             now = self._clock.now_ms()
             try:
                 busy = self._turn(now)
-                if self._feed.external_version != external_seen:
-                    external_seen = self._feed.external_version
+                if self._feed.external_work_version != external_seen:
+                    external_seen = self._feed.external_work_version
                     self._notice_foreign_changes()
                 if now >= next_heartbeat:
                     next_heartbeat = now + heartbeat_ms
@@ -448,7 +448,7 @@ class Engine:
         want_expedited = want_ordinary = False
         self._waiting_for_slot = free <= 0
         if free > 0 and not self._draining:
-            version = self._feed.version
+            version = self._feed.work_version
             if version != self._checked_version:
                 self._checked_version = version
                 due = self._storage.work_next_due_and_expedited(self._names(), **self._constraint_args())
@@ -468,7 +468,7 @@ class Engine:
         names = self._names()
         usage = _drain(self._expedited_used)
         try:
-            claimed, full, ordinary_free = self._turn_transaction(
+            claimed, full, ordinary_free, work_changed = self._turn_transaction(
                 now, completions, usage, want_expedited, want_claim, free, ordinary_free, names, outputs
             )
         except BaseException:
@@ -477,18 +477,19 @@ class Engine:
             self._completions.extendleft(reversed(completions))
             self._expedited_used.extendleft(reversed(usage))
             raise
-        self._feed.bump()
+        # Observers hear of every turn; dispatchers (here and elsewhere) only of work changes.
+        self._feed.bump(work=work_changed)
         if want_claim:
             if full:
                 # A full claim means more may be waiting: claim again when slots free up,
                 # without asking for the next due time first.
                 self._next_due = now
-                self._checked_version = self._feed.version
+                self._checked_version = self._feed.work_version
             elif not claimed and ordinary_free == 0:
                 # Only the reserved slots are free and no expedited work could be claimed:
                 # the ordinary work stays due; stop trying expedited claims until a change.
                 self._expedited_waiting = False
-                self._checked_version = self._feed.version
+                self._checked_version = self._feed.work_version
             else:
                 self._next_due = None
                 self._checked_version = -1
@@ -507,10 +508,11 @@ class Engine:
         ordinary_free: int,
         names: list[str] | None,
         outputs: dict[str, list[str]],
-    ) -> tuple[list[ClaimedWork], bool, int]:
+    ) -> tuple[list[ClaimedWork], bool, int, bool]:
         """The turn's one transaction: finished runs, expedited usage, then the claims.
 
-        Returns the claimed work, whether the claim was full, and the ordinary free slots."""
+        Returns the claimed work, whether the claim was full, the ordinary free slots, and
+        whether the transaction made a work change (see ChangeFeed)."""
         claimed: list[ClaimedWork] = []
         full = False
         with self._storage.transaction() as tx:
@@ -553,7 +555,7 @@ class Engine:
                 for c in claimed:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)
-        return claimed, full, ordinary_free
+        return claimed, full, ordinary_free, tx.work_changed
 
     def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
         prepared = self._prepare(claimed, prerequisite_outputs, inline=False)

@@ -179,6 +179,12 @@ class RunnerRow:
 class Transaction(Protocol):
     """Writes, and the reads that decide them, inside one database transaction."""
 
+    @property
+    def work_changed(self) -> bool:
+        """After COMMIT: whether the transaction may have made work claimable or taken running
+        work away (a "work change"); False when it only claimed work or recorded successes."""
+        ...
+
     def work_insert(self, rows: list[NewWork]) -> None: ...
     def work_states_by_ids(self, ids: list[str]) -> dict[str, int]: ...
     def work_claim_available(

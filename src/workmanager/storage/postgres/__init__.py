@@ -66,6 +66,9 @@ SCHEMA_VERSION = _MIGRATIONS[-1][0]
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 #: Connection settings for every connection: find a dead peer in seconds, not hours.
 _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
+#: Notification payloads are "<sender token>:<kind>": a work change (work may have become
+#: claimable, or running work was taken away) or a change of state only (claims, successes).
+_WORK, _STATE = "w", "s"
 
 _CONNECT_KWARGS: dict[str, Any] = {
     "connect_timeout": 10,
@@ -167,11 +170,31 @@ def _runner(row: tuple[Any, ...]) -> RunnerRow:
 class PostgresTransaction:
     """The write half of the interface, on one connection inside BEGIN ... COMMIT."""
 
-    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        pipeline: psycopg.Pipeline | None = None,
+        *,
+        channel: str,
+        work_payload: str,
+    ) -> None:
         self._conn = conn
         self._pipeline = pipeline
+        self._channel = channel
         #: Set when a statement changed work: the transaction then notifies listeners.
         self.changed = False
+        #: Set when a change may make work claimable or take running work away (a "work
+        #: change"); claims and plain successes are changes only.
+        self.changed_work = False
+        #: Unblocks sent without waiting: whether they changed a row is read after COMMIT.
+        self._unblocks: list[psycopg.Cursor[Any]] = []
+        #: The notification payload of a work change (the unblock statement sends it itself).
+        self.work_payload = work_payload
+
+    @property
+    def work_changed(self) -> bool:
+        """After COMMIT: whether this transaction made a work change."""
+        return self.changed_work or any(cursor.rowcount > 0 for cursor in self._unblocks)
 
     def _exec(self, name: str, params: Any = None, *, defer: bool = False) -> psycopg.Cursor[Any]:
         """Run a statement; with ``defer`` in pipeline mode, without waiting for its result.
@@ -192,7 +215,7 @@ class PostgresTransaction:
     def _changed_rows(self, name: str, params: Any) -> int:
         count = self._exec(name, params).rowcount
         if count > 0:
-            self.changed = True
+            self.changed = self.changed_work = True
         return count
 
     def work_insert(self, rows: list[NewWork]) -> None:
@@ -214,7 +237,7 @@ class PostgresTransaction:
                     cur.executemany(_Q["dependency_insert"], deps)
         except psycopg.errors.UniqueViolation as exc:
             raise _already_exists(exc) from exc
-        self.changed = True
+        self.changed = self.changed_work = True
 
     def work_states_by_ids(self, ids: list[str]) -> dict[str, int]:
         return {r[0]: r[1] for r in self._exec("work_states_by_ids", {"ids": ids})}
@@ -330,21 +353,21 @@ class PostgresTransaction:
         # Deferred, both: in pipeline mode the server still runs them one after the other, so
         # the second's snapshot is taken after the first's locks are granted.
         self._exec("dependency_lock_dependents_many", {"ids": work_ids}, defer=True)
-        self._exec("dependency_unblock_many", {"ids": work_ids, "now": now}, defer=True)
-        self.changed = True
+        params = {"ids": work_ids, "now": now, "channel": self._channel, "payload": self.work_payload}
+        self._unblocks.append(self._exec("dependency_unblock_many", params, defer=True))
 
     def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:
         params = {"id": work_id, "now": now, "never": NEVER}
         ids = [r[0] for r in self._exec("dependency_fail_dependents", params)]
         if ids:
-            self.changed = True
+            self.changed = self.changed_work = True
         return ids
 
     def work_cancel_tree(self, ids: list[str], now: int) -> list[tuple[str, str | None]]:
         params = {"ids": ids, "now": now, "never": NEVER}
         rows = [(r[0], r[1]) for r in self._exec("work_cancel_tree", params)]
         if rows:
-            self.changed = True
+            self.changed = self.changed_work = True
         return rows
 
     def work_unfinished_ids(self, *, tag: str | None = None, name: str | None = None) -> list[str]:
@@ -392,7 +415,7 @@ class PostgresTransaction:
             "work_release_unlaunched", {"runner_id": runner_id, "running": running, "now": now}
         )
         if released:
-            self.changed = True
+            self.changed = self.changed_work = True
         return released
 
     def work_rescue_runner(
@@ -407,7 +430,7 @@ class PostgresTransaction:
         }
         rows = [(r[0], r[1]) for r in self._exec("work_rescue_runner", params)]
         if rows:
-            self.changed = True
+            self.changed = self.changed_work = True
         return rows
 
     def work_prune_finished(self, *, older_than: int | None) -> int:
@@ -506,7 +529,13 @@ class PostgresStorage:
     def __init__(self, url: str, configuration: Configuration, *, max_connections: int = 10) -> None:
         self.url = url
         self._conninfo, self.schema = parse_url(url)
-        self._kwargs: dict[str, Any] = {**_CONNECT_KWARGS, "options": f"-c search_path={self.schema}"}
+        # enable_bitmapscan=off: a queue table's statistics are always stale (rows change state
+        # by the thousand between ANALYZEs), and with a low estimate of waiting rows the planner
+        # turns a claim into a bitmap scan of *every* waiting row plus a sort, where walking the
+        # claim index in order stops after LIMIT rows: 5x the server CPU per claimed job, seen
+        # mid-drain. Every query of ours is written for an index walk.
+        options = f"-c search_path={self.schema} -c enable_bitmapscan=off"
+        self._kwargs: dict[str, Any] = {**_CONNECT_KWARGS, "options": options}
         #: Listeners on this channel hear every commit to this schema.
         self.channel = f"workmanager_{self.schema}"
         #: Marks this storage's own notifications, which its listeners ignore.
@@ -614,10 +643,14 @@ class PostgresStorage:
             try:
                 with conn.pipeline() as pipeline:
                     conn.execute(_BEGIN)
-                    tx = PostgresTransaction(conn, pipeline)
+                    tx = PostgresTransaction(
+                        conn, pipeline, channel=self.channel, work_payload=f"{self._token}:{_WORK}"
+                    )
                     yield tx
                     if tx.changed:
-                        tx._exec("notify", {"channel": self.channel, "payload": self._token}, defer=True)
+                        kind = _WORK if tx.changed_work else _STATE
+                        payload = f"{self._token}:{kind}"
+                        tx._exec("notify", {"channel": self.channel, "payload": payload}, defer=True)
                     conn.execute(_COMMIT)
             except BaseException as exc:
                 # A failed statement leaves the transaction aborted (or a deferred error left
@@ -649,7 +682,8 @@ class PostgresStorage:
             old_path = str(row[0]) if row else ""
             connection.execute(_Q["search_path_set"], {"path": self.schema})
             try:
-                tx = PostgresTransaction(connection)
+                # No token: this process's listeners must hear the caller's commit too.
+                tx = PostgresTransaction(connection, channel=self.channel, work_payload="")
                 yield tx
                 if tx.changed:
                     # No token: this process's listeners must hear the caller's commit too.
@@ -775,8 +809,9 @@ class PostgresStorage:
 
     # -- knowing about other processes' commits ------------------------------------------------
 
-    def listen(self, on_change: Callable[[], None]) -> Callable[[], None]:
-        """Call ``on_change`` (from a thread of ours) after each commit by another process.
+    def listen(self, on_change: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``on_change(work)`` (from a thread of ours) after each commit by another process;
+        ``work``: whether it was a work change (see ChangeFeed), not only claims and successes.
 
         Also once after every (re)connect, for what was missed meanwhile. Returns the
         function that stops listening.
@@ -822,7 +857,7 @@ class PostgresStorage:
 class _Listener:
     """A thread holding one connection that LISTENs on the storage's channel."""
 
-    def __init__(self, storage: PostgresStorage, on_change: Callable[[], None]) -> None:
+    def __init__(self, storage: PostgresStorage, on_change: Callable[[bool], None]) -> None:
         self._storage = storage
         self._on_change = on_change
         self._stop = threading.Event()
@@ -854,13 +889,14 @@ class _Listener:
                         log.warning("listening on %s again", storage.channel)
                     outage_logged = False
                     delay = _RECONNECT_FIRST_S
-                    self._on_change()  # whatever committed while we were not listening
+                    self._on_change(True)  # whatever committed while we were not listening
                     while not self._stop.is_set():
                         for notify in conn.notifies(timeout=_PING_S):
                             if notify.payload == self._stop_token:
                                 return
-                            if notify.payload != storage._token:
-                                self._on_change()
+                            sender, _, kind = notify.payload.partition(":")
+                            if sender != storage._token:
+                                self._on_change(kind != _STATE)
                         if not self._stop.is_set():
                             conn.execute(_Q["ping"])
             except psycopg.Error as exc:

@@ -186,13 +186,17 @@ ORDER BY w.id
 FOR UPDATE OF w;
 
 -- name: dependency_unblock_many
--- dependency_unblock for several prerequisites at once.
-UPDATE workspec AS w
-SET state = 0, last_enqueue_time = %(now)s, next_run_time = %(now)s + w.initial_delay_ms
-WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = ANY(%(ids)s::text[]))
-  AND w.state = 4
-  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
-                  WHERE d.work_id = w.id AND p.state <> 2);
+-- dependency_unblock for several prerequisites at once. Sent without waiting for its result,
+-- so it notifies listeners itself, with a work change's payload, when it unblocked any.
+WITH unblocked AS (
+    UPDATE workspec AS w
+    SET state = 0, last_enqueue_time = %(now)s, next_run_time = %(now)s + w.initial_delay_ms
+    WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = ANY(%(ids)s::text[]))
+      AND w.state = 4
+      AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
+                      WHERE d.work_id = w.id AND p.state <> 2)
+    RETURNING 1)
+SELECT pg_notify(%(channel)s, %(payload)s) FROM (SELECT 1 FROM unblocked LIMIT 1) AS any_unblocked;
 
 -- name: dependency_unblock
 -- BLOCKED dependents of %(id)s whose prerequisites all SUCCEEDED become ENQUEUED;

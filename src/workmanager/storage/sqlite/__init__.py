@@ -114,6 +114,12 @@ class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
+    @property
+    def work_changed(self) -> bool:
+        # Other processes learn of a commit only that it happened (the notify file), so
+        # every transaction counts as a work change.
+        return True
+
     def _one(self, name: str, params: Any = ()) -> Any:
         row = self._conn.execute(_Q[name], params).fetchone()
         return None if row is None else row[0]
