@@ -503,6 +503,7 @@ class WorkManager:
                     list(self._storage.watch_paths()),
                     self.configuration.poll_interval.total_seconds(),
                     listen=getattr(self._storage, "listen", None),  # PostgreSQL: LISTEN/NOTIFY
+                    foreign_work_changed=getattr(self._storage, "foreign_work_changed", None),  # SQLite
                 )
 
     def start(self) -> None:

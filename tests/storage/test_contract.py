@@ -639,6 +639,38 @@ def test_expedited_claims_take_only_expedited_work(storage: Storage) -> None:
     assert claim(storage) == ["plain"]
 
 
+# -- SQLite: telling other processes what changed --------------------------------------------------
+
+
+def test_sqlite_tells_other_processes_a_work_change_from_a_change_of_state(backend: Backend) -> None:
+    if backend.kind != "sqlite":
+        pytest.skip("SQLite only")
+    mine, other = backend.open(), backend.open()
+    assert mine.foreign_work_changed() is False  # type: ignore[attr-defined]
+    insert(mine, work("a"))
+    assert other.foreign_work_changed() is True  # type: ignore[attr-defined]
+    assert mine.foreign_work_changed() is False, "its own change is not news"  # type: ignore[attr-defined]
+    claim(other)
+    assert other.data_changed() and mine.data_changed()  # type: ignore[attr-defined]
+    assert mine.foreign_work_changed() is False, "a claim changes state only"  # type: ignore[attr-defined]
+    with other.transaction() as tx:
+        tx.work_succeed_many([("a", TOKEN, "{}")], NOW)
+        tx.dependency_unblock_many(["a"], NOW)
+    assert mine.data_changed()  # type: ignore[attr-defined]
+    assert mine.foreign_work_changed() is False, "nor does a success"  # type: ignore[attr-defined]
+
+
+def test_sqlite_transaction_that_changed_nothing_wakes_no_one(backend: Backend) -> None:
+    if backend.kind != "sqlite":
+        pytest.skip("SQLite only")
+    mine = backend.open()
+    paths = list(mine.watch_paths())  # type: ignore[attr-defined]
+    before = [os.stat(p).st_mtime_ns for p in paths]
+    time.sleep(0.02)
+    claim(mine)  # nothing to claim
+    assert [os.stat(p).st_mtime_ns for p in paths] == before
+
+
 # -- PostgreSQL: migrations, clock, notifications --------------------------------------------------------
 
 

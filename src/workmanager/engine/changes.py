@@ -185,8 +185,11 @@ class ChangeWatcher:
         watch_paths: list[str],
         poll_interval_s: float,
         listen: Callable[[Callable[[bool], None]], Callable[[], None]] | None = None,
+        foreign_work_changed: Callable[[], bool | None] | None = None,
     ) -> None:
         self._feed = feed
+        #: Whether another process made a work change since the last call (None: unknown).
+        self._foreign_work_changed = foreign_work_changed
         #: listen(on_change) -> stop: the storage calls on_change(work) after others' commits.
         self._unlisten = (
             listen(lambda work: feed.bump(external=True, work=work)) if listen is not None else None
@@ -229,8 +232,14 @@ class ChangeWatcher:
                     self._inotify.read_names()  # events during the pause are covered by this check
             last_check = time.monotonic()
             try:
-                if self._data_changed():
-                    self._feed.bump(external=True)
+                changed = self._data_changed()
+                # True/False: another process did (not) make a work change; None: can't tell.
+                foreign_work = self._foreign_work_changed() if self._foreign_work_changed else None
+                if changed:
+                    self._feed.bump(external=True, work=foreign_work is not False)
+                elif foreign_work:
+                    # The commit was seen already, by an event for a state-only commit.
+                    self._feed.bump(external=True, work=True)
             except Exception:  # closed storage or a transient error: keep watching
                 log.debug("change check failed", exc_info=True)
 

@@ -113,12 +113,11 @@ class SqliteTransaction:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-
-    @property
-    def work_changed(self) -> bool:
-        # Other processes learn of a commit only that it happened (the notify file), so
-        # every transaction counts as a work change.
-        return True
+        #: Rows changed by claims and plain successes in this transaction: changes of state
+        #: only (see ChangeFeed). Any other change makes the transaction a work change.
+        self.state_only_changes = 0
+        #: Set at COMMIT.
+        self.work_changed = True
 
     def _one(self, name: str, params: Any = ()) -> Any:
         row = self._conn.execute(_Q[name], params).fetchone()
@@ -169,6 +168,7 @@ class SqliteTransaction:
         }
         query = _Q["work_claim_expedited" if expedited_only else "work_claim_available"]
         rows = self._conn.execute(query, params).fetchall()
+        self.state_only_changes += len(rows)
         return [
             ClaimedWork(
                 r[0],
@@ -204,7 +204,7 @@ class SqliteTransaction:
 
     def work_succeed_many(self, runs: list[tuple[str, int, str]], now: int) -> None:
         params = [{"id": i, "run_token": t, "output": o, "now": now} for i, t, o in runs]
-        self._conn.executemany(_Q["work_succeed_if_running"], params)
+        self.state_only_changes += self._conn.executemany(_Q["work_succeed_if_running"], params).rowcount
 
     def work_fail_if_running(self, work_id: str, run_token: int, output: str, now: int) -> bool:
         params = {"id": work_id, "run_token": run_token, "output": output, "now": now}
@@ -413,12 +413,20 @@ class SqliteStorage:
         self._conn = self._connect(path, configuration)
         self._tx = SqliteTransaction(self._conn)
         self._data_version = self._read_data_version()
-        self._notify_fd = -1
+        self._notify_fd = self._state_fd = -1
+        #: The token this process last wrote to the notify file, and the last one seen there.
+        self._own_work_token = self._seen_work_token = b""
         if not self._memory:
             # Written after every commit, so other processes' watchers wake when a change is
-            # visible (see engine/changes.py). Never grows: one byte at offset 0.
+            # visible (see engine/changes.py). Never grow. A work change (see ChangeFeed)
+            # writes 8 random bytes to the notify file, so a watcher can tell another
+            # process's work change from its own; a change of state only (claims, successes)
+            # writes a byte to the state file, which wakes observers, not dispatchers.
             try:
-                self._notify_fd = os.open(self.notify_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                self._notify_fd = os.open(self.notify_path, flags, 0o644)
+                self._state_fd = os.open(self.notify_path[: -len("notify")] + "state", flags, 0o644)
+                self._seen_work_token = os.pread(self._notify_fd, 8, 0)
             except OSError as exc:
                 log.info("no notify file (%s); other processes will see changes by polling", exc)
 
@@ -521,6 +529,9 @@ class SqliteStorage:
     def transaction(self) -> Iterator[SqliteTransaction]:
         with self._lock:
             conn = self._conn
+            tx = self._tx
+            changes_before = conn.total_changes
+            tx.state_only_changes = 0
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -528,7 +539,7 @@ class SqliteStorage:
                     raise
                 _retry_busy("begin", lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield self._tx
+                yield tx
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -543,14 +554,37 @@ class SqliteStorage:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self._notify()
+            changes = conn.total_changes - changes_before
+            tx.work_changed = changes > tx.state_only_changes
+            if changes:
+                self._notify(work=tx.work_changed)
 
-    def _notify(self) -> None:
-        if self._notify_fd >= 0:
-            try:
-                os.pwrite(self._notify_fd, b"\0", 0)
-            except OSError:  # a full disk must not fail a commit that already happened
-                pass
+    def _notify(self, *, work: bool) -> None:
+        try:
+            if work and self._notify_fd >= 0:
+                token = os.urandom(8)
+                os.pwrite(self._notify_fd, token, 0)
+                self._own_work_token = token
+            elif self._state_fd >= 0:
+                os.pwrite(self._state_fd, b"\0", 0)
+        except OSError:  # a full disk must not fail a commit that already happened
+            pass
+
+    def foreign_work_changed(self) -> bool | None:
+        """Whether another process made a work change since the last call (a watcher asks).
+
+        Read from the notify file's token, not from data_version: a state-only commit seen
+        first would otherwise hide a work change committed just before it."""
+        if self._notify_fd < 0:
+            return None
+        try:
+            token = os.pread(self._notify_fd, 8, 0)
+        except OSError:
+            return None
+        if token == self._seen_work_token:
+            return False
+        self._seen_work_token = token
+        return token != self._own_work_token
 
     @property
     def notify_path(self) -> str:
@@ -683,6 +717,8 @@ class SqliteStorage:
     def watch_paths(self) -> Iterator[str]:
         if self._notify_fd >= 0:
             yield self.notify_path
+        if self._state_fd >= 0:
+            yield self.notify_path[: -len("notify")] + "state"
 
     def pragma(self, name: str) -> Any:
         """Read a PRAGMA (for diagnostics and tests)."""
@@ -694,9 +730,10 @@ class SqliteStorage:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-            if self._notify_fd >= 0:
-                os.close(self._notify_fd)
-                self._notify_fd = -1
+            for fd in (self._notify_fd, self._state_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._notify_fd = self._state_fd = -1
 
 
 def _split_statements(sql: str) -> list[str]:
