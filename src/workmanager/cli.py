@@ -109,7 +109,10 @@ def main(verbose: int) -> None:
 @main.command()
 @click.argument("app")
 @click.option("--grace", type=float, default=None, help="Seconds running work gets to finish on stop.")
-def worker(app: str, grace: float | None) -> None:
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT."
+)
+def worker(app: str, grace: float | None, metrics_port: int | None) -> None:
     """Run the work of the WorkManager at APP (module:attr) until SIGINT or SIGTERM.
 
     On the first signal it stops taking work and lets running work finish within
@@ -119,6 +122,8 @@ def worker(app: str, grace: float | None) -> None:
     Example: workmanager worker myapp.tasks:wm
     """
     wm = load_app(app)
+    if metrics_port is not None:
+        _serve_metrics(wm, metrics_port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -158,6 +163,79 @@ def worker(app: str, grace: float | None) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
     if any(t.name.startswith("workmanager-worker") and t.is_alive() for t in threading.enumerate()):
         os._exit(0)
+
+
+def _dashboard_extra() -> None:
+    try:
+        import jinja2  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc.name} is missing: the dashboard and metrics need the 'dashboard' extra "
+            "(pip install 'workmanager[dashboard]')"
+        ) from None
+
+
+def _serve_metrics(wm: WorkManager, port: int) -> None:
+    _dashboard_extra()
+    from prometheus_client import start_http_server
+
+    from workmanager.dashboard.metrics import metrics_registry
+
+    start_http_server(port, addr="127.0.0.1", registry=metrics_registry(wm))
+    click.echo(f"workmanager worker: metrics on http://127.0.0.1:{port}/metrics", err=True)
+
+
+@main.command()
+@click.argument("app", required=False)
+@database_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--token",
+    envvar="WORKMANAGER_DASHBOARD_TOKEN",
+    help="Required of every request; needed to listen beyond loopback ($WORKMANAGER_DASHBOARD_TOKEN).",
+)
+@click.option("--allow-actions", is_flag=True, help="Enable cancel and re-enqueue (read-only without).")
+@click.option("--allow-host", "allow_hosts", multiple=True, help="Another name the Host header may carry.")
+@click.option("--redact", is_flag=True, help="Never show work input and output.")
+def dashboard(
+    app: str | None,
+    database: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    allow_actions: bool,
+    allow_hosts: tuple[str, ...],
+    redact: bool,
+) -> None:
+    """Serve the web dashboard for APP (module:attr) or --database, on 127.0.0.1 by default.
+
+    Listening on any other address needs --token (then open /?token=... once). Cancel and
+    re-enqueue need --allow-actions.
+
+    Example: workmanager dashboard -d work.db --port 8765
+    """
+    _dashboard_extra()
+    import uvicorn
+
+    from workmanager.dashboard import create_app
+    from workmanager.dashboard.security import is_loopback
+
+    if not is_loopback(host) and not token:
+        raise click.UsageError(
+            f"--host {host} is not a loopback address: anyone who can reach it could read (and with "
+            "--allow-actions change) your work. Pass --token (or $WORKMANAGER_DASHBOARD_TOKEN)."
+        )
+    wm = _open(database, app)
+    hosts = list(allow_hosts)
+    if host not in ("0.0.0.0", "::"):
+        hosts.append(f"[{host}]" if ":" in host else host)
+    asgi = create_app(wm, token=token, read_only=not allow_actions, redact=redact, allowed_hosts=hosts)
+    click.echo(f"workmanager dashboard: http://{host}:{port}/ ({wm.database})", err=True)
+    uvicorn.run(asgi, host=host, port=port, log_level="warning")
 
 
 def _counts(wm: WorkManager) -> dict[str, int]:

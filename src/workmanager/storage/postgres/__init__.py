@@ -38,6 +38,7 @@ from workmanager.storage.base import (
     ClaimedWork,
     InfoRow,
     NewWork,
+    PageIndex,
     RunnerRow,
     ScheduleFields,
     TriggerWait,
@@ -59,6 +60,14 @@ __all__ = ["PostgresStorage", "parse_url"]
 log = logging.getLogger("workmanager.storage.postgres")
 
 _Q = load_queries(__name__)
+
+#: The dashboard's page queries by the index that drives them (Storage.work_page).
+_PAGE_QUERIES: dict[str, str] = {
+    "created": "work_page",
+    "state": "work_page_in_state",
+    "tag": "work_page_with_tag",
+    "name": "work_page_with_name",
+}
 _MIGRATIONS = load_migrations(__name__)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -792,6 +801,68 @@ class PostgresStorage:
             if row is None:
                 return None
             return dict(zip([d.name for d in cursor.description or ()], row, strict=True))
+
+    # -- the dashboard (reads only) ------------------------------------------------------------
+
+    def work_page(
+        self,
+        *,
+        via: PageIndex,
+        before: tuple[int, str],
+        limit: int,
+        state: int | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {
+            "before_created": before[0],
+            "before_id": before[1],
+            "limit": limit,
+            "state": state,
+            "tag": tag,
+            "name": name,
+            "worker": worker,
+        }
+        return self._dicts(_PAGE_QUERIES[via], params)
+
+    def work_count_upto(
+        self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None
+    ) -> int:
+        if state is not None:
+            rows = self._read("work_count_in_state_upto", {"state": state, "cap": cap})
+        elif tag is not None:
+            rows = self._read("worktag_count_upto", {"tag": tag, "cap": cap})
+        elif name is not None:
+            rows = self._read("workname_count_upto", {"name": name, "cap": cap})
+        else:
+            raise ValueError("work_count_upto needs one of state, tag or name")
+        return int(rows[0][0])
+
+    def work_graph(
+        self, work_id: str, *, cap: int
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+        nodes = [
+            (str(r[0]), str(r[1]), int(r[2]))
+            for r in self._read("work_graph_nodes", {"id": work_id, "cap": cap})
+        ]
+        ids = [n[0] for n in nodes]
+        edges = [(str(r[0]), str(r[1])) for r in self._read("work_graph_edges", {"ids": list(ids)})]
+        inside = set(ids)
+        return nodes, [e for e in edges if e[1] in inside]
+
+    def work_unique_names(self, work_id: str) -> list[str]:
+        return [str(r[0]) for r in self._read("work_unique_names", {"id": work_id})]
+
+    def work_oldest_due(self) -> int | None:
+        rows = self._read("work_oldest_due")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def _dicts(self, name: str, params: Any) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(_Q[name], params)
+            columns = [d.name for d in cursor.description or ()]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
     def runner_list(self) -> list[RunnerRow]:
         return [_runner(r) for r in self._read("runner_list")]

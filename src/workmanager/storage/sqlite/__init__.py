@@ -29,6 +29,7 @@ from workmanager.storage.base import (
     ClaimedWork,
     InfoRow,
     NewWork,
+    PageIndex,
     RunnerRow,
     ScheduleFields,
     TriggerWait,
@@ -42,6 +43,14 @@ log = logging.getLogger("workmanager.storage.sqlite")
 #: Marks a file as ours ("WMgr"), so we never write into someone else's database.
 APPLICATION_ID = 0x574D6772
 _Q = load_queries(__name__)
+
+#: The dashboard's page queries by the index that drives them (Storage.work_page).
+_PAGE_QUERIES: dict[str, str] = {
+    "created": "work_page",
+    "state": "work_page_in_state",
+    "tag": "work_page_with_tag",
+    "name": "work_page_with_name",
+}
 _MIGRATIONS = load_migrations(__name__)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 #: How long a write keeps retrying a locked database before giving up.
@@ -659,6 +668,71 @@ class SqliteStorage:
             if row is None:
                 return None
             return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    # -- the dashboard (reads only) ------------------------------------------------------------
+
+    def work_page(
+        self,
+        *,
+        via: PageIndex,
+        before: tuple[int, str],
+        limit: int,
+        state: int | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {
+            "before_created": before[0],
+            "before_id": before[1],
+            "limit": limit,
+            "state": state,
+            "tag": tag,
+            "name": name,
+            "worker": worker,
+        }
+        return self._dicts(_PAGE_QUERIES[via], params)
+
+    def work_count_upto(
+        self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None
+    ) -> int:
+        if state is not None:
+            rows = self._read("work_count_in_state_upto", {"state": state, "cap": cap})
+        elif tag is not None:
+            rows = self._read("worktag_count_upto", {"tag": tag, "cap": cap})
+        elif name is not None:
+            rows = self._read("workname_count_upto", {"name": name, "cap": cap})
+        else:
+            raise ValueError("work_count_upto needs one of state, tag or name")
+        return int(rows[0][0])
+
+    def work_graph(
+        self, work_id: str, *, cap: int
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+        nodes = [
+            (str(r[0]), str(r[1]), int(r[2]))
+            for r in self._read("work_graph_nodes", {"id": work_id, "cap": cap})
+        ]
+        ids = [n[0] for n in nodes]
+        edges = [(str(r[0]), str(r[1])) for r in self._read("work_graph_edges", {"ids": json.dumps(ids)})]
+        inside = set(ids)
+        return nodes, [e for e in edges if e[1] in inside]
+
+    def work_unique_names(self, work_id: str) -> list[str]:
+        return [str(r[0]) for r in self._read("work_unique_names", {"id": work_id})]
+
+    def work_oldest_due(self) -> int | None:
+        rows = self._read("work_oldest_due")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def _dicts(self, name: str, params: Any) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            cursor = self._conn.execute(_Q[name], params)
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+        with self._lock:
+            return _retry_busy(name, run)
 
     def runner_list(self) -> list[RunnerRow]:
         return [RunnerRow(*r) for r in self._read("runner_list")]
