@@ -11,11 +11,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from .conftest import WORKERS, local_client
 from workmanager import OneTimeWorkRequest, WorkManager
 from workmanager.dashboard import create_app
 from workmanager.dashboard.app import again, history
 from workmanager.info import State
+
+from .conftest import WORKERS, local_client
 
 ROW = re.compile(r'<tr data-id="([0-9a-f-]{36})" data-state="(\w+)">')
 
