@@ -77,7 +77,8 @@ class Served:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        # force_exit: event streams stay open as long as a page is, and need not be waited for.
+        self.server.should_exit = self.server.force_exit = True
         self.thread.join(10)
 
 
