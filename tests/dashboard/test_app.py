@@ -300,3 +300,24 @@ def test_a_database_path_opens_its_own_manager(tmp_path: Path) -> None:
         writer.enqueue(request)
     with local_client(create_app(path)) as client:
         assert rows(client.get("/").text) == [(str(request.id), "ENQUEUED")]
+
+
+@pytest.mark.parametrize(
+    ("progress", "fraction"),
+    [
+        ('{"progress": 0.25}', 0.25),
+        ('{"progress": 40}', 0.4),
+        ('{"percent": 50}', 0.5),
+        ('{"percent": 1}', 0.01),
+        ('{"progress": 250}', 1.0),
+        ('{"words": 3}', None),
+        ('{"progress": true}', None),
+        ('{"progress": "half"}', None),
+        ("[1]", None),
+        (None, None),
+    ],
+)
+def test_a_progress_bar_reads_progress_or_percent(progress: str | None, fraction: float | None) -> None:
+    from workmanager.dashboard.app import _progress_fraction
+
+    assert _progress_fraction(progress) == fraction

@@ -64,16 +64,20 @@ def _time(ms: int | None) -> str:
 
 
 def _progress_fraction(progress: str | None) -> float | None:
-    """A progress bar when the work reports ``progress`` (0..1, or a percentage up to 100)."""
+    """A progress bar when the work reports ``progress`` (a fraction 0..1, or up to 100 as a
+    percentage) or ``percent`` (0..100); other progress data is shown as it is."""
     if not progress:
         return None
     try:
-        value = json.loads(progress).get("progress")
-    except (ValueError, AttributeError):
+        data = json.loads(progress)
+    except ValueError:
         return None
+    if not isinstance(data, dict):
+        return None
+    value = data.get("progress", data.get("percent"))
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    fraction = value if value <= 1 else value / 100
+    fraction = value / 100 if "progress" not in data or value > 1 else value
     return min(max(float(fraction), 0.0), 1.0)
 
 
