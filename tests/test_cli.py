@@ -303,7 +303,7 @@ def test_dashboard_without_the_extra_names_it(monkeypatch):
     assert "pip install 'workmanager[dashboard]'" in result.output
 
 
-def test_worker_serves_metrics_on_its_port(tmp_path):
+def test_worker_serves_metrics_with_its_runs_on_its_port(tmp_path):
     import os
     import signal
     import socket
@@ -326,7 +326,7 @@ def test_worker_serves_metrics_on_its_port(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with WorkManager(path, workers=[Hello]) as wm:
-        wm.enqueue(OneTimeWorkRequest(Hello, initial_delay=3600))
+        wm.enqueue([OneTimeWorkRequest(Hello, initial_delay=3600), OneTimeWorkRequest(Hello)])
     worker = subprocess.Popen(
         [sys.executable, "-m", "workmanager.cli", "worker", "metrics_app:wm", "--metrics-port", str(port)],
         cwd=tmp_path,
@@ -339,7 +339,7 @@ def test_worker_serves_metrics_on_its_port(tmp_path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
                     text = answer.read().decode()
-                if "workmanager_worker_processes 1.0" in text:
+                if 'workmanager_runs_total{outcome="success",worker="hello"} 1.0' in text:
                     break
             except OSError:
                 pass
@@ -347,6 +347,9 @@ def test_worker_serves_metrics_on_its_port(tmp_path):
             assert time.monotonic() < deadline, "no metrics with a live worker process"
             time.sleep(0.1)
         assert 'workmanager_work{state="ENQUEUED"} 1.0' in text
+        assert 'workmanager_work{state="SUCCEEDED"} 1.0' in text
+        assert "workmanager_worker_processes 1.0" in text
+        assert 'workmanager_run_duration_seconds_count{worker="hello"} 1.0' in text
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(20)

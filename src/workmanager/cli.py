@@ -182,9 +182,11 @@ def _serve_metrics(wm: WorkManager, port: int) -> None:
     _dashboard_extra()
     from prometheus_client import start_http_server
 
-    from workmanager.dashboard.metrics import metrics_registry
+    from workmanager.dashboard.metrics import instrument_runs, metrics_registry
 
-    start_http_server(port, addr="127.0.0.1", registry=metrics_registry(wm))
+    registry = metrics_registry(wm)
+    instrument_runs(wm, registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
     click.echo(f"workmanager worker: metrics on http://127.0.0.1:{port}/metrics", err=True)
 
 
