@@ -321,3 +321,22 @@ def test_a_progress_bar_reads_progress_or_percent(progress: str | None, fraction
     from workmanager.dashboard.app import _progress_fraction
 
     assert _progress_fraction(progress) == fraction
+
+
+def test_the_dashboard_reads_a_postgres_database(postgres_database: str, closing) -> None:
+    first = OneTimeWorkRequest("echo", initial_delay=3600, tags={"pg"})
+    second = OneTimeWorkRequest("boom")
+    wm = closing(WorkManager(postgres_database, workers=WORKERS))
+    wm.begin_with(first).then(second).enqueue()
+    client = local_client(create_app(wm, read_only=False))
+    # One transaction: one creation time, so the id orders them.
+    expected = sorted([(str(second.id), "BLOCKED"), (str(first.id), "ENQUEUED")], reverse=True)
+    assert rows(client.get("/").text) == expected
+    assert rows(client.get("/", params={"tag": "pg", "state": "ENQUEUED"}).text) == [
+        (str(first.id), "ENQUEUED")
+    ]
+    page = client.get(f"/work/{second.id}").text
+    assert page.count('class="node"') == 2
+    client.post(f"/work/{first.id}/cancel", data={"csrf": client.cookies["wm_csrf"]})
+    assert wm.get_work_info_by_id(second.id).state is State.CANCELLED
+    assert 'workmanager_work{state="CANCELLED"} 2.0' in client.get("/metrics").text

@@ -189,3 +189,21 @@ def test_the_dashboard_screenshot(
     work_shot = target.with_name(target.stem + "-work.png")
     page.screenshot(path=str(work_shot))
     gate.release.set()
+
+
+def test_a_job_changes_live_on_postgres(
+    page: Any, postgres_database: str, serve: Callable[..., Served], closing: Callable[[Any], Any]
+) -> None:
+    """PostgreSQL tells the dashboard about another process's commit by LISTEN/NOTIFY."""
+    from playwright.sync_api import expect
+
+    wm = closing(WorkManager(postgres_database, workers=WORKERS))
+    request = OneTimeWorkRequest("echo")
+    wm.enqueue(request)
+    served = serve(create_app(wm))
+    live(page, served.url + "/")
+    row = page.locator(f'tr[data-id="{request.id}"]')
+    expect(row).to_have_attribute("data-state", "ENQUEUED")
+    closing(WorkManager(postgres_database, workers=WORKERS)).start()
+    expect(row).to_have_attribute("data-state", "SUCCEEDED")
+    expect(page.locator('[data-count="SUCCEEDED"]')).to_have_text("1")

@@ -82,6 +82,8 @@ def test_with_a_token_every_request_must_carry_it(wm: WorkManager) -> None:
     assert login.status_code == 303 and login.headers["location"] == "/?state=ENQUEUED"
     assert "HttpOnly" in login.headers["set-cookie"] and "SameSite=strict" in login.headers["set-cookie"]
     assert remote.get("/").status_code == 200  # the cookie now
+    again = remote.get("/?token=s3cret-token")  # a bookmarked address still works
+    assert again.status_code == 303 and again.headers["location"] == "/"
 
 
 def test_the_cli_refuses_a_non_loopback_bind_without_a_token(db: str) -> None:

@@ -139,13 +139,6 @@ class Guard:
 
     def _authenticate(self, scope: Scope, headers: Headers, cookies: dict[str, str]) -> Response | None:
         assert self.token is not None
-        offered = ""
-        authorization = headers.get("authorization", "")
-        if authorization.lower().startswith("bearer "):
-            offered = authorization[7:].strip()
-        offered = offered or cookies.get(TOKEN_COOKIE, "")
-        if offered and hmac.compare_digest(offered.encode(), self.token.encode()):
-            return None
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         if scope["method"] == "GET" and hmac.compare_digest(
             query.get("token", "").encode(), self.token.encode()
@@ -162,6 +155,13 @@ class Guard:
                 samesite="strict",
             )
             return redirect
+        offered = ""
+        authorization = headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            offered = authorization[7:].strip()
+        offered = offered or cookies.get(TOKEN_COOKIE, "")
+        if offered and hmac.compare_digest(offered.encode(), self.token.encode()):
+            return None
         return PlainTextResponse("a token is required: open the dashboard with ?token=...", 401)
 
 
