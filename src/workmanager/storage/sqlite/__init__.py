@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from workmanager import errors
 from workmanager.config import Configuration
 from workmanager.requests import BackoffPolicy
+from workmanager.storage._dashboard import DashboardReads
 from workmanager.storage._migrations import load_migrations
 from workmanager.storage._queries import load_queries
 from workmanager.storage.base import (
@@ -29,7 +30,6 @@ from workmanager.storage.base import (
     ClaimedWork,
     InfoRow,
     NewWork,
-    PageIndex,
     RunnerRow,
     ScheduleFields,
     TriggerWait,
@@ -44,13 +44,6 @@ log = logging.getLogger("workmanager.storage.sqlite")
 APPLICATION_ID = 0x574D6772
 _Q = load_queries(__name__)
 
-#: The dashboard's page queries by the index that drives them (Storage.work_page).
-_PAGE_QUERIES: dict[str, str] = {
-    "created": "work_page",
-    "state": "work_page_in_state",
-    "tag": "work_page_with_tag",
-    "name": "work_page_with_name",
-}
 _MIGRATIONS = load_migrations(__name__)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 #: How long a write keeps retrying a locked database before giving up.
@@ -410,7 +403,7 @@ def _info(row: tuple[Any, ...]) -> InfoRow:
     return InfoRow(*fields)
 
 
-class SqliteStorage:
+class SqliteStorage(DashboardReads):
     """A SQLite file (or ``:memory:``) opened, checked and migrated."""
 
     supports_listen = False
@@ -669,61 +662,10 @@ class SqliteStorage:
                 return None
             return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
-    # -- the dashboard (reads only) ------------------------------------------------------------
+    # -- the dashboard's reads (storage/_dashboard.py) --------------------------------------------
 
-    def work_page(
-        self,
-        *,
-        via: PageIndex,
-        before: tuple[int, str],
-        limit: int,
-        state: int | None = None,
-        tag: str | None = None,
-        name: str | None = None,
-        worker: str | None = None,
-    ) -> list[dict[str, Any]]:
-        params = {
-            "before_created": before[0],
-            "before_id": before[1],
-            "limit": limit,
-            "state": state,
-            "tag": tag,
-            "name": name,
-            "worker": worker,
-        }
-        return self._dicts(_PAGE_QUERIES[via], params)
-
-    def work_count_upto(
-        self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None
-    ) -> int:
-        if state is not None:
-            rows = self._read("work_count_in_state_upto", {"state": state, "cap": cap})
-        elif tag is not None:
-            rows = self._read("worktag_count_upto", {"tag": tag, "cap": cap})
-        elif name is not None:
-            rows = self._read("workname_count_upto", {"name": name, "cap": cap})
-        else:
-            raise ValueError("work_count_upto needs one of state, tag or name")
-        return int(rows[0][0])
-
-    def work_graph(
-        self, work_id: str, *, cap: int
-    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
-        nodes = [
-            (str(r[0]), str(r[1]), int(r[2]))
-            for r in self._read("work_graph_nodes", {"id": work_id, "cap": cap})
-        ]
-        ids = [n[0] for n in nodes]
-        edges = [(str(r[0]), str(r[1])) for r in self._read("work_graph_edges", {"ids": json.dumps(ids)})]
-        inside = set(ids)
-        return nodes, [e for e in edges if e[1] in inside]
-
-    def work_unique_names(self, work_id: str) -> list[str]:
-        return [str(r[0]) for r in self._read("work_unique_names", {"id": work_id})]
-
-    def work_oldest_due(self) -> int | None:
-        rows = self._read("work_oldest_due")
-        return None if not rows or rows[0][0] is None else int(rows[0][0])
+    def _id_list(self, ids: list[str]) -> Any:
+        return json.dumps(ids)
 
     def _dicts(self, name: str, params: Any) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
