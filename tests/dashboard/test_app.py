@@ -104,6 +104,8 @@ def test_filters_narrow_the_table(
         "limit=-1",
         "before=1;DROP%20TABLE%20workspec",
         "before=9999999999999.not-a-uuid",
+        "before=9999999999999999999.00000000-0000-0000-0000-000000000000",
+        "before=1.00000000-0000-0000-0000-000000000000%0A",
         "tag=a&tag=b",
         "tag=" + "x" * 201,
     ],

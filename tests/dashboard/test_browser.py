@@ -148,9 +148,10 @@ def test_the_dashboard_screenshot(
         name = "resize_image"
 
         def do_work(self) -> Result:
-            self.set_progress({"progress": 0.62})
-            gate.hold()
-            return Result.success()
+            if self.input_data.get("big"):
+                self.set_progress({"progress": 0.62})
+                gate.hold()
+            return Result.success({"thumbnail": "thumb_" + str(self.input_data["file"])})
 
     class Upload(Worker):
         name = "upload"
@@ -160,7 +161,13 @@ def test_the_dashboard_screenshot(
                 raise OSError("connection reset by peer")
             return Result.success({"url": f"https://cdn.example/{self.input_data['file']}"})
 
-    runner = closing(WorkManager(db, workers=[Resize, Upload, *WORKERS]))
+    class Bundle(Worker):
+        name = "zip_album"
+
+        def do_work(self) -> Result:
+            return Result.success()
+
+    runner = closing(WorkManager(db, workers=[Resize, Upload, Bundle, *WORKERS]))
     runner.start()
     served = serve(create_app(wm, read_only=False))
     live(page, served.url + "/")
@@ -171,21 +178,34 @@ def test_the_dashboard_screenshot(
         runner.enqueue(request)
         runner.await_work(request.id, timeout=10)
         page.wait_for_timeout(250)  # the chart gets a point per second at most
-    resize = OneTimeWorkRequest(Resize, input_data={"file": "holiday.png"}, tags={"images"})
-    later = OneTimeWorkRequest(
-        Upload, input_data={"file": "holiday.png"}, initial_delay=600, tags={"uploads"}
-    )
-    runner.begin_with(resize).then(later).enqueue()
+    # A join: three resizes (one still running), then a zip, then its upload.
+    resizes = [
+        OneTimeWorkRequest(Resize, input_data={"file": f"beach_{i}.png", "big": i == 2}, tags={"album"})
+        for i in range(3)
+    ]
+    bundle = OneTimeWorkRequest(Bundle, tags={"album"})
+    upload = OneTimeWorkRequest(Upload, input_data={"file": "album.zip"}, tags={"album", "uploads"})
+    runner.begin_with(resizes).then(bundle).then(upload).enqueue()
     gate.wait_started()
+    for request in resizes[:2]:
+        runner.await_work(request.id, timeout=10)
     waiting = [OneTimeWorkRequest("echo", initial_delay=3600, tags={"nightly"}) for _ in range(3)]
     wm.enqueue(waiting)
-    expect(page.locator(f'tr[data-id="{resize.id}"] progress')).to_have_count(1)
-    expect(page.locator('[data-count="BLOCKED"]')).to_have_text("1")
+    expect(page.locator(f'tr[data-id="{resizes[2].id}"] progress')).to_have_count(1)
+    expect(page.locator('[data-count="BLOCKED"]')).to_have_text("2")
     target = Path(os.environ.get("WM_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
     page.screenshot(path=str(target))
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page.goto(f"{served.url}/work/{later.id}")
-    expect(page.locator("svg.graph a.node")).to_have_count(2)
+    page.goto(f"{served.url}/work/{bundle.id}")
+    nodes = page.locator("svg.graph a.node")
+    expect(nodes).to_have_count(5)
+    assert sorted(n.get_attribute("data-state") for n in nodes.all()) == [
+        "BLOCKED",
+        "BLOCKED",
+        "RUNNING",
+        "SUCCEEDED",
+        "SUCCEEDED",
+    ]
     work_shot = target.with_name(target.stem + "-work.png")
     page.screenshot(path=str(work_shot))
     gate.release.set()

@@ -39,15 +39,17 @@ __all__ = ["create_app"]
 #: Rows a page may show (the allowlist for ?limit=).
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
-#: A filter matching fewer rows than this drives the page from its own index (and sorts them);
-#: more, and walking creation order finds a page within about PROBE_CAP / matches * page rows.
+#: A filter matching fewer rows than this drives the page from its own index (and sorts those
+#: rows); one matching more is checked while walking creation order, which finds a page after
+#: about page size x rows / matches rows (unless the matches all lie far back: then the walk
+#: is long, the price of not adding an index that claims and completions would have to write).
 PROBE_CAP = 20_000
 #: Nodes drawn of a graph at most.
 GRAPH_CAP = 300
 #: Values of a filter are free text, but bounded.
 MAX_FILTER_CHARS = 200
 FILTER_PARAMS = ("state", "tag", "unique", "worker", "before", "limit")
-_CURSOR = re.compile(r"^(\d{1,19})\.([0-9a-f-]{36})$")
+_CURSOR = re.compile(r"(\d{1,19})\.([0-9a-f-]{36})")
 
 
 class _AnyName(WorkerFactory):
@@ -111,8 +113,8 @@ class Filters:
             self.limit = int(values["limit"])
         self.before: tuple[int, str] | None = None
         if values.get("before"):
-            match = _CURSOR.match(values["before"])
-            if match is None:
+            match = _CURSOR.fullmatch(values["before"])
+            if match is None or int(match.group(1)) > NEVER:
                 raise HTTPException(400, f"before: {values['before']!r} is not a cursor (created_ms.uuid)")
             self.before = (int(match.group(1)), match.group(2))
 

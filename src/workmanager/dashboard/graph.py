@@ -37,6 +37,8 @@ class GraphLayout:
     positions: dict[str, tuple[int, int]]
     levels: int
     rows: int
+    #: nodes on each level
+    level_sizes: dict[int, int]
 
 
 def layout(node_ids: Sequence[str], edges: Sequence[tuple[str, str]]) -> GraphLayout:
@@ -75,13 +77,18 @@ def layout(node_ids: Sequence[str], edges: Sequence[tuple[str, str]]) -> GraphLa
         rows_used[level[node]] = row + 1
         positions[node] = (level[node], row)
     return GraphLayout(
-        positions, levels=max(level.values(), default=-1) + 1, rows=max(rows_used.values(), default=0)
+        positions,
+        levels=max(level.values(), default=-1) + 1,
+        rows=max(rows_used.values(), default=0),
+        level_sizes=rows_used,
     )
 
 
-def _xy(position: tuple[int, int]) -> tuple[int, int]:
-    level, row = position
-    return MARGIN + level * (NODE_W + GAP_X), MARGIN + row * (NODE_H + GAP_Y)
+def _xy(shape: GraphLayout, node: str) -> tuple[int, int]:
+    """Top-left corner of a node's box; a level with fewer nodes is centred vertically."""
+    level, row = shape.positions[node]
+    offset = (shape.rows - shape.level_sizes[level]) * (NODE_H + GAP_Y) // 2
+    return MARGIN + level * (NODE_W + GAP_X), MARGIN + offset + row * (NODE_H + GAP_Y)
 
 
 def _label(worker: str) -> str:
@@ -110,8 +117,8 @@ def render_svg(
     for work, prerequisite in edges:
         if work not in shape.positions or prerequisite not in shape.positions:
             continue
-        x1, y1 = _xy(shape.positions[prerequisite])
-        x2, y2 = _xy(shape.positions[work])
+        x1, y1 = _xy(shape, prerequisite)
+        x2, y2 = _xy(shape, work)
         x1, y1, y2 = x1 + NODE_W, y1 + NODE_H // 2, y2 + NODE_H // 2
         middle = (x1 + x2) // 2
         parts.append(
@@ -120,7 +127,7 @@ def render_svg(
         )
     for work_id, worker, state_code in nodes:
         state = State(state_code)
-        x, y = _xy(shape.positions[work_id])
+        x, y = _xy(shape, work_id)
         outline = ' stroke="#0f172a" stroke-width="3"' if work_id == current else ""
         parts.append(
             f'<a href="{escape(href(work_id))}" class="node" data-id="{escape(work_id)}" '
