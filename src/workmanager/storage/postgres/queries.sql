@@ -498,9 +498,12 @@ WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(run
 
 -- The dashboard. Its work table is newest first, a page after the cursor (before_created,
 -- before_id) at a time: keyset pagination on workspec_created, so a deep page costs what the
--- first one does. The SQLite file drives each variant from a chosen index; PostgreSQL's
--- planner chooses from its statistics, so the variants share one shape here.
--- Every value is a bound parameter.
+-- first one does. Which index drives the page is the caller's choice (it probes how many rows
+-- a filter matches with the *_count_upto queries): work_page walks creation order and checks
+-- filters on the way; the others start from a rare filter's own rows and sort them. The
+-- planner's statistics cannot know that a tag's rows all lie far back in creation order
+-- (it would walk half the table), hence the MATERIALIZED fences and the "+ 0" that keep it
+-- off workspec_created. Every value is a bound parameter.
 
 -- name: work_page
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
@@ -521,21 +524,21 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
     w.tags, w.progress, w.stop_reason
 FROM workspec w
 WHERE w.state = %(state)s::int
-  AND (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND (w.created_at + 0, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
   AND (%(tag)s::text IS NULL OR EXISTS (
         SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
   AND (%(name)s::text IS NULL OR EXISTS (
         SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+ORDER BY w.created_at + 0 DESC, w.id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_tag
+WITH tagged AS MATERIALIZED (SELECT work_id FROM worktag WHERE tag = %(tag)s::text)
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM worktag t JOIN workspec w ON w.id = t.work_id
-WHERE t.tag = %(tag)s::text
-  AND (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+FROM tagged t JOIN workspec w ON w.id = t.work_id
+WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
   AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
   AND (%(name)s::text IS NULL OR EXISTS (
@@ -544,11 +547,11 @@ ORDER BY w.created_at DESC, w.id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_name
+WITH named AS MATERIALIZED (SELECT work_id FROM workname WHERE name = %(name)s::text)
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM workname n JOIN workspec w ON w.id = n.work_id
-WHERE n.name = %(name)s::text
-  AND (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+FROM named n JOIN workspec w ON w.id = n.work_id
+WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
   AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
   AND (%(tag)s::text IS NULL OR EXISTS (
