@@ -74,6 +74,7 @@ def main() -> None:
         "state=FAILED (1%)": "/?state=FAILED",
         "tag=b42 (1%)": "/?tag=b42",
         "worker=job3": "/?worker=job3",
+        "worker=nobody (no match: one window)": "/?worker=nobody",
         "state=FAILED&tag=b42": "/?state=FAILED&tag=b42",
         "limit=200": "/?limit=200",
     }

@@ -342,3 +342,25 @@ def test_the_dashboard_reads_a_postgres_database(postgres_database: str, closing
     client.post(f"/work/{first.id}/cancel", data={"csrf": client.cookies["wm_csrf"]})
     assert wm.get_work_info_by_id(second.id).state is State.CANCELLED
     assert 'workmanager_work{state="CANCELLED"} 2.0' in client.get("/metrics").text
+
+
+def test_a_filtered_walk_stops_at_its_window_and_searches_on_from_there(wm: WorkManager, monkeypatch) -> None:
+    monkeypatch.setattr("workmanager.dashboard.app.SCAN_WINDOW", 4)
+    old = [OneTimeWorkRequest("boom", initial_delay=3600) for _ in range(2)]
+    new = [OneTimeWorkRequest("echo", initial_delay=3600) for _ in range(9)]
+    for request in [*old, *new]:
+        wm.enqueue(request)  # one by one: oldest first
+    client = local_client(create_app(wm))
+    found: list[str] = []
+    pages = 0
+    query = "worker=boom"
+    while query is not None:
+        page = client.get("/?" + query).text
+        pages += 1
+        found += [i for i, _ in rows(page)]
+        if not found:
+            assert "Looked through 4 work and found none; older work may match." in page
+        older = re.search(r'class="older" href="/\?([^"]+)"', page)
+        query = older.group(1).replace("&amp;", "&") if older else None
+    assert sorted(found) == sorted(str(r.id) for r in old)
+    assert pages == 3  # 4 + 4 rows searched, then the last 3 rows (fewer than a window) to the end

@@ -1064,3 +1064,12 @@ def test_work_unique_names_lists_the_names_a_work_carries(storage: Storage) -> N
     row = work(names=("b", "a"))
     insert_named(storage, row, work(names=("c",)))
     assert storage.work_unique_names(row.id) == ["a", "b"]
+
+
+def test_work_page_floor_is_the_scan_th_row_back_and_bounds_the_walk(storage: Storage) -> None:
+    ids = insert(storage, *(work(created_at=NOW + i) for i in range(10)))  # ids[9] is the newest
+    assert storage.work_page_floor(before=(NEVER, ""), scan=3) == (NOW + 7, ids[7])
+    assert storage.work_page_floor(before=(NOW + 7, ids[7]), scan=3) == (NOW + 4, ids[4])
+    assert storage.work_page_floor(before=(NOW + 2, ids[2]), scan=3) is None  # two rows left
+    window = page(storage, floor=(NOW + 7, ids[7]), state=ENQUEUED)
+    assert window == [ids[9], ids[8], ids[7]]

@@ -27,6 +27,9 @@ PARAMS = {
     "state": 3,
     "worker": None,
     "cap": 10,
+    "floor_created": 0,
+    "floor_id": "",
+    "scan": 100,
     **_constraint_params(None, None),
 }
 
@@ -51,7 +54,8 @@ def plan(tmp_path, query: str) -> list[str]:
         ("dependency_unblock", "dependency_prerequisite"),
         ("work_rescue_runner", "workspec_running"),
         # The dashboard: keyset pages, probes and graphs at a million rows.
-        ("work_page", "workspec_created ((created_at,id)<(?,?))"),
+        ("work_page", "workspec_created ((created_at,id)>(?,?) AND (created_at,id)<(?,?))"),
+        ("work_page_floor", "COVERING INDEX workspec_created ((created_at,id)<(?,?))"),
         ("work_page_in_state", "workspec_state_next_run (state=?)"),
         ("work_page_with_tag", "PRIMARY KEY (tag=?)"),
         ("work_page_with_name", "PRIMARY KEY (name=?)"),

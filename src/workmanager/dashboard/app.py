@@ -44,6 +44,9 @@ DEFAULT_PAGE_SIZE = 50
 #: about page size x rows / matches rows (unless the matches all lie far back: then the walk
 #: is long, the price of not adding an index that claims and completions would have to write).
 PROBE_CAP = 20_000
+#: A page walking creation order with a filter looks at this many rows at most; when they
+#: hold fewer matches than a page, it shows those and offers to search on from where it stopped.
+SCAN_WINDOW = 20_000
 #: Nodes drawn of a graph at most.
 GRAPH_CAP = 300
 #: Values of a filter are free text, but bounded.
@@ -183,11 +186,19 @@ class Dashboard:
                 best, fewest = via, matches
         return best
 
-    def page(self, filters: Filters) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of rows, and the cursor of the next (older) page if there is one."""
-        rows = self.wm._storage.work_page(
-            via=self.choose_index(filters),
-            before=filters.before or (NEVER, ""),
+    def page(self, filters: Filters) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """A page of rows; the cursor of the next (older) page if there is one; and, when the
+        walk stopped at its window before filling the page, how many rows it looked at."""
+        storage = self.wm._storage
+        via = self.choose_index(filters)
+        before = filters.before or (NEVER, "")
+        floor = None
+        if via == "created" and filters.active:
+            floor = storage.work_page_floor(before=before, scan=SCAN_WINDOW)
+        rows = storage.work_page(
+            via=via,
+            before=before,
+            floor=floor or (-1, ""),
             limit=filters.limit + 1,
             state=filters.state.value if filters.state else None,
             tag=filters.tag,
@@ -202,8 +213,11 @@ class Dashboard:
             row["fraction"] = (
                 _progress_fraction(row["progress"]) if row["state"] == State.RUNNING.value else None
             )
-        cursor = f"{rows[-1]['created_at']}.{rows[-1]['id']}" if more and rows else None
-        return rows, cursor
+        if more:
+            return rows, f"{rows[-1]['created_at']}.{rows[-1]['id']}", None
+        if floor is not None:
+            return rows, f"{floor[0]}.{floor[1]}", SCAN_WINDOW
+        return rows, None, None
 
     def work(self, work_id: str) -> dict[str, Any]:
         try:
@@ -251,7 +265,7 @@ class Dashboard:
 
     async def index(self, request: Request) -> Response:
         filters = Filters(parse_qsl(request.url.query, keep_blank_values=True))
-        rows, cursor = await asyncio.to_thread(self.page, filters)
+        rows, cursor, searched = await asyncio.to_thread(self.page, filters)
         snapshot = await asyncio.to_thread(self.hub.snapshot)
         history = [{"t": t, "counts": c} for t, c in self.hub.history]
         return self.render(
@@ -259,6 +273,7 @@ class Dashboard:
             "index.html",
             rows=rows,
             cursor=cursor,
+            searched=searched,
             filters=filters,
             counts=snapshot.counts,
             history=history,
@@ -267,8 +282,10 @@ class Dashboard:
 
     async def rows(self, request: Request) -> Response:
         filters = Filters(parse_qsl(request.url.query, keep_blank_values=True))
-        rows, cursor = await asyncio.to_thread(self.page, filters)
-        return self.render(request, "_rows.html", rows=rows, cursor=cursor, filters=filters)
+        rows, cursor, searched = await asyncio.to_thread(self.page, filters)
+        return self.render(
+            request, "_rows.html", rows=rows, cursor=cursor, searched=searched, filters=filters
+        )
 
     async def work_page(self, request: Request) -> Response:
         detail = await asyncio.to_thread(self.work, request.path_params["work_id"])

@@ -43,10 +43,13 @@ class DashboardReads(ABC):
         tag: str | None = None,
         name: str | None = None,
         worker: str | None = None,
+        floor: tuple[int, str] = (-1, ""),
     ) -> list[dict[str, Any]]:
         params = {
             "before_created": before[0],
             "before_id": before[1],
+            "floor_created": floor[0],
+            "floor_id": floor[1],
             "limit": limit,
             "state": state,
             "tag": tag,
@@ -54,6 +57,11 @@ class DashboardReads(ABC):
             "worker": worker,
         }
         return self._dicts(PAGE_QUERIES[via], params)
+
+    def work_page_floor(self, *, before: tuple[int, str], scan: int) -> tuple[int, str] | None:
+        params = {"before_created": before[0], "before_id": before[1], "scan": scan}
+        rows = self._read("work_page_floor", params)
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def work_count_upto(
         self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None

@@ -367,10 +367,16 @@ class Storage(Protocol):
         tag: str | None = None,
         name: str | None = None,
         worker: str | None = None,
+        floor: tuple[int, str] = (-1, ""),
     ) -> list[dict[str, Any]]:
         """Newest first, the page after ``before`` (created_at, id): keyset pagination.
         ``via`` says which index drives the search: "created" walks creation order (fast
-        unless a filter is rare), "state"/"tag"/"name" start from that filter's own index."""
+        unless a filter is rare) down to ``floor`` (inclusive), "state"/"tag"/"name" start
+        from that filter's own index."""
+        ...
+
+    def work_page_floor(self, *, before: tuple[int, str], scan: int) -> tuple[int, str] | None:
+        """The (created_at, id) of the ``scan``-th row before ``before``; None if fewer remain."""
         ...
 
     def work_count_upto(

@@ -506,10 +506,13 @@ WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(run
 -- off workspec_created. Every value is a bound parameter.
 
 -- name: work_page
+-- Walks no further back than the floor (work_page_floor), so a filter whose matches are all
+-- far back costs one window of rows, not the whole table; the page then says so.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
 FROM workspec w
 WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND (w.created_at, w.id) >= (%(floor_created)s::bigint, %(floor_id)s::text)
   AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
   AND (%(tag)s::text IS NULL OR EXISTS (
@@ -558,6 +561,14 @@ WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
         SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
 ORDER BY w.created_at DESC, w.id DESC
 LIMIT %(limit)s;
+
+-- name: work_page_floor
+-- The scan-th row before the cursor in creation order (from the index alone): how far one
+-- page's walk may go.
+SELECT created_at, id FROM workspec
+WHERE (created_at, id) < (%(before_created)s::bigint, %(before_id)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT 1 OFFSET %(scan)s - 1;
 
 -- name: work_count_in_state_upto
 -- How many rows a filter matches, counting no further than cap (a bounded index range).

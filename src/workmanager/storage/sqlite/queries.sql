@@ -399,10 +399,13 @@ WHERE state = 1 AND runner_id = :runner_id AND id NOT IN (SELECT value FROM json
 -- filter's own index and sort the (few) matches. Every value is a bound parameter.
 
 -- name: work_page
+-- Walks no further back than the floor (work_page_floor), so a filter whose matches are all
+-- far back costs one window of rows, not the whole table; the page then says so.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
 FROM workspec w INDEXED BY workspec_created
 WHERE (w.created_at, w.id) < (:before_created, :before_id)
+  AND (w.created_at, w.id) >= (:floor_created, :floor_id)
   AND (:state IS NULL OR w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
@@ -445,6 +448,14 @@ WHERE n.name = :name AND w.id = n.work_id
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
 ORDER BY w.created_at DESC, w.id DESC
 LIMIT :limit;
+
+-- name: work_page_floor
+-- The :scan-th row before the cursor in creation order (from the index alone): how far one
+-- page's walk may go.
+SELECT created_at, id FROM workspec INDEXED BY workspec_created
+WHERE (created_at, id) < (:before_created, :before_id)
+ORDER BY created_at DESC, id DESC
+LIMIT 1 OFFSET :scan - 1;
 
 -- name: work_count_in_state_upto
 -- How many rows a filter matches, counting no further than :cap (a bounded index range).
