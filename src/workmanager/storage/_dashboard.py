@@ -23,11 +23,12 @@ PAGE_QUERIES: dict[str, str] = {
 
 class DashboardReads(ABC):
     @abstractmethod
-    def _read(self, name: str, params: Any = ...) -> list[Any]: ...
+    def _rows(self, name: str, params: Any) -> list[Any]:
+        """Rows of a named query, planned for the values given."""
 
     @abstractmethod
     def _dicts(self, name: str, params: Any) -> list[dict[str, Any]]:
-        """Rows of a named query as dicts by column name."""
+        """Rows of a named query as dicts by column name, planned for the values given."""
 
     @abstractmethod
     def _id_list(self, ids: list[str]) -> Any:
@@ -60,18 +61,18 @@ class DashboardReads(ABC):
 
     def work_page_floor(self, *, before: tuple[int, str], scan: int) -> tuple[int, str] | None:
         params = {"before_created": before[0], "before_id": before[1], "scan": scan}
-        rows = self._read("work_page_floor", params)
+        rows = self._rows("work_page_floor", params)
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def work_count_upto(
         self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None
     ) -> int:
         if state is not None:
-            rows = self._read("work_count_in_state_upto", {"state": state, "cap": cap})
+            rows = self._rows("work_count_in_state_upto", {"state": state, "cap": cap})
         elif tag is not None:
-            rows = self._read("worktag_count_upto", {"tag": tag, "cap": cap})
+            rows = self._rows("worktag_count_upto", {"tag": tag, "cap": cap})
         elif name is not None:
-            rows = self._read("workname_count_upto", {"name": name, "cap": cap})
+            rows = self._rows("workname_count_upto", {"name": name, "cap": cap})
         else:
             raise ValueError("work_count_upto needs one of state, tag or name")
         return int(rows[0][0])
@@ -81,16 +82,16 @@ class DashboardReads(ABC):
     ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
         nodes = [
             (str(r[0]), str(r[1]), int(r[2]))
-            for r in self._read("work_graph_nodes", {"id": work_id, "cap": cap})
+            for r in self._rows("work_graph_nodes", {"id": work_id, "cap": cap})
         ]
         ids = [n[0] for n in nodes]
-        edges = [(str(r[0]), str(r[1])) for r in self._read("work_graph_edges", {"ids": self._id_list(ids)})]
+        edges = [(str(r[0]), str(r[1])) for r in self._rows("work_graph_edges", {"ids": self._id_list(ids)})]
         inside = set(ids)
         return nodes, [e for e in edges if e[1] in inside]
 
     def work_unique_names(self, work_id: str) -> list[str]:
-        return [str(r[0]) for r in self._read("work_unique_names", {"id": work_id})]
+        return [str(r[0]) for r in self._rows("work_unique_names", {"id": work_id})]
 
     def work_oldest_due(self) -> int | None:
-        rows = self._read("work_oldest_due")
+        rows = self._rows("work_oldest_due", {})
         return None if not rows or rows[0][0] is None else int(rows[0][0])

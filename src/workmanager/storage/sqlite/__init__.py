@@ -667,6 +667,9 @@ class SqliteStorage(DashboardReads):
     def _id_list(self, ids: list[str]) -> Any:
         return json.dumps(ids)
 
+    def _rows(self, name: str, params: Any) -> list[Any]:
+        return self._read(name, params)
+
     def _dicts(self, name: str, params: Any) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             cursor = self._conn.execute(_Q[name], params)
