@@ -237,7 +237,19 @@ def dashboard(
         hosts.append(f"[{host}]" if ":" in host else host)
     asgi = create_app(wm, token=token, read_only=not allow_actions, redact=redact, allowed_hosts=hosts)
     click.echo(f"workmanager dashboard: http://{host}:{port}/ ({wm.database})", err=True)
-    uvicorn.run(asgi, host=host, port=port, log_level="warning")
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Open pages hold event streams that never end by themselves: end them first, or
+            # Ctrl-C would wait for every browser tab to go.
+            asgi.close_streams()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it stopped for; it is done
+        pass
 
 
 def _counts(wm: WorkManager) -> dict[str, int]:

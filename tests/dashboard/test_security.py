@@ -133,6 +133,40 @@ def test_the_cli_dashboard_listens_on_loopback_only(db: str, tmp_path: Path) -> 
         server.wait(10)
 
 
+def test_the_cli_dashboard_stops_on_sigint_while_a_page_streams_events(db: str) -> None:
+    import http.client
+    import signal
+
+    WorkManager(db).close()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "workmanager.cli", "dashboard", "--database", db, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                connection.request("GET", "/events")
+                stream = connection.getresponse()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.1)
+        assert stream.readline() == b"event: change\n"
+        server.send_signal(signal.SIGINT)
+        server.wait(20)  # before, an open event stream kept the server waiting forever
+        assert server.returncode == 0, server.stderr.read() if server.stderr else ""
+        assert b"Traceback" not in (server.stderr.read() if server.stderr else b"")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 # -- mutations --------------------------------------------------------------------------------------
 
 

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
 
 from workmanager.config import Configuration
 from workmanager.dashboard import graph
@@ -412,8 +411,10 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     allow_remote: bool = False,
     title: str = "workmanager",
-) -> ASGIApp:
+) -> Guard:
     """The dashboard as an ASGI app: serve it with uvicorn, or mount it in your own app.
+    A server that stops should call its ``close_streams()`` first: open pages' event streams
+    never end by themselves.
 
     ``wm_or_database``: your WorkManager, or a database (path or URL) to open.
     ``token``: required of every request when set (Bearer header, or ``?token=`` once in a
@@ -456,7 +457,9 @@ def create_app(
         lifespan=lifespan,
     )
     hosts = ["localhost", "127.0.0.1", "[::1]", *allowed_hosts]
-    return Guard(app, token=token, allowed_hosts=hosts, allow_remote=allow_remote)
+    return Guard(
+        app, token=token, allowed_hosts=hosts, allow_remote=allow_remote, on_close=dashboard.hub.close
+    )
 
 
 async def _error(request: Request, exc: Exception) -> Response:

@@ -48,6 +48,12 @@ class Hub:
         self._counted_at = 0.0
         #: (time ms, counts) after each change, for the chart; one point per second at most
         self.history: deque[tuple[int, dict[str, int]]] = deque(maxlen=history)
+        self._closing = False
+
+    def close(self) -> None:
+        """End every event stream (the server is stopping: it would wait for them forever)."""
+        self._closing = True
+        self._wm._feed.bump()  # wakes the streams' waits
 
     @property
     def feed(self) -> ChangeFeed:
@@ -80,8 +86,10 @@ class Hub:
         feed = self.feed
         seen = -1
         last_sent = 0.0
-        while True:
+        while not self._closing:
             version = await feed.wait_async(seen, timeout=KEEPALIVE_S) if seen >= 0 else feed.version
+            if self._closing:
+                return
             if version == seen:
                 yield ": keep-alive\n\n"
                 continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -88,8 +88,11 @@ class Guard:
         token: str | None,
         allowed_hosts: Iterable[str],
         allow_remote: bool = False,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
+        #: Ends the app's open event streams; a server calls it when it starts to stop.
+        self.close_streams = on_close
         self.token = token
         self.allowed_hosts = frozenset(split_host(h) for h in allowed_hosts)
         self.allow_remote = allow_remote
