@@ -364,3 +364,42 @@ def test_a_filtered_walk_stops_at_its_window_and_searches_on_from_there(wm: Work
         query = older.group(1).replace("&amp;", "&") if older else None
     assert sorted(found) == sorted(str(r.id) for r in old)
     assert pages == 3  # 4 + 4 rows searched, then the last 3 rows (fewer than a window) to the end
+
+
+def test_an_event_stream_ends_after_its_lifetime_and_tells_the_browser_to_come_back(
+    wm: WorkManager, serve, monkeypatch
+) -> None:
+    import http.client
+
+    monkeypatch.setattr("workmanager.dashboard.live.STREAM_LIFETIME_S", 0.5)
+    served = serve(create_app(wm))
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=20)
+    connection.request("GET", "/events", headers={"host": "127.0.0.1"})
+    answer = connection.getresponse()
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    body = answer.read().decode()  # returns only because the stream ends
+    assert body.startswith("retry: 250\n\n")
+    assert body.count("event: change\ndata: ") == 1 and '"ENQUEUED": 0' in body
+
+
+def test_events_follow_changes_with_fresh_counts(wm: WorkManager, serve) -> None:
+    import http.client
+
+    served = serve(create_app(wm))
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=20)
+    connection.request("GET", "/events", headers={"host": "127.0.0.1"})
+    stream = connection.getresponse()
+
+    def next_counts() -> dict[str, int]:
+        while True:
+            line = stream.readline().decode()
+            if line.startswith("data: "):
+                return json.loads(line[6:])["counts"]
+
+    assert next_counts()["ENQUEUED"] == 0
+    wm.enqueue(OneTimeWorkRequest("echo", initial_delay=3600))
+    counts = next_counts()
+    while counts["ENQUEUED"] != 1:  # a first event may carry the counts of a moment before
+        counts = next_counts()
+    assert counts == {"ENQUEUED": 1, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "BLOCKED": 0, "CANCELLED": 0}
+    connection.close()

@@ -421,7 +421,8 @@ def create_app(
     browser). Without one, only loopback clients are served unless ``allow_remote`` (your own
     app authenticates in front). ``read_only`` (the default) hides cancel and re-enqueue.
     ``redact`` hides input and output. ``allowed_hosts``: names the Host header may carry
-    besides localhost, 127.0.0.1 and [::1] (DNS rebinding protection).
+    besides localhost, 127.0.0.1 and [::1] (DNS rebinding protection; "*" turns the check off,
+    for a host app that checks Host itself).
 
     >>> from starlette.applications import Starlette
     >>> from starlette.routing import Mount

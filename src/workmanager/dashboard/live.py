@@ -28,6 +28,11 @@ MIN_RECOUNT_S = 1.0
 MIN_EVENT_INTERVAL_S = 0.25
 #: A comment line this often keeps proxies from closing an idle stream.
 KEEPALIVE_S = 15.0
+#: A stream ends after this long and the browser opens a new one (after RECONNECT_MS), so a
+#: server that waits for open requests before it stops (uvicorn does) waits this long at
+#: most, even when the dashboard is mounted in an app that never calls close_streams().
+STREAM_LIFETIME_S = 30.0
+RECONNECT_MS = 250
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,14 @@ class Hub:
         feed = self.feed
         seen = -1
         last_sent = 0.0
+        ends = time.monotonic() + STREAM_LIFETIME_S
+        yield f"retry: {RECONNECT_MS}\n\n"
         while not self._closing:
-            version = await feed.wait_async(seen, timeout=KEEPALIVE_S) if seen >= 0 else feed.version
+            left = ends - time.monotonic()
+            if left <= 0:
+                return  # the browser reconnects, and its first event catches up
+            timeout = min(KEEPALIVE_S, left)
+            version = await feed.wait_async(seen, timeout=timeout) if seen >= 0 else feed.version
             if self._closing:
                 return
             if version == seen:

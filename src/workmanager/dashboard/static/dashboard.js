@@ -112,14 +112,21 @@
 
   drawChart();
   window.addEventListener("resize", drawChart);
+  // The server ends each stream after a while and the browser reconnects at once; only a
+  // stream that stays down is worth showing.
   var source = new EventSource(root + "/events");
+  var down = null;
   source.addEventListener("change", onChange);
   source.addEventListener("open", function () {
+    if (down !== null) { clearTimeout(down); down = null; }
     indicator.textContent = "live";
     indicator.className = "live on";
   });
   source.addEventListener("error", function () {
-    indicator.textContent = "reconnecting…";
-    indicator.className = "live";
+    if (down !== null) { return; }
+    down = setTimeout(function () {
+      indicator.textContent = "reconnecting…";
+      indicator.className = "live";
+    }, 2000);
   });
 })();
