@@ -71,6 +71,11 @@ def test_a_remote_client_without_a_token_is_refused(wm: WorkManager) -> None:
     assert client.get("/").status_code == 403
 
 
+def test_a_host_app_that_authenticates_may_let_remote_clients_in(wm: WorkManager) -> None:
+    client = local_client(create_app(wm, allow_remote=True), client=("192.0.2.7", 5555))
+    assert client.get("/").status_code == 200
+
+
 def test_with_a_token_every_request_must_carry_it(wm: WorkManager) -> None:
     app = create_app(wm, token="s3cret-token")
     remote = local_client(app, client=("192.0.2.7", 5555), follow_redirects=False)
