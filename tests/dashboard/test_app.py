@@ -139,6 +139,7 @@ def test_history_tells_a_retried_waiting_work_and_its_stop_reason() -> None:
         "stop_reason": 3,  # TIMEOUT
         "runner_id": None,
         "finished_at": None,
+        "orphan_count": 1,
     }
     whats = [what for _, what in history(detail)]
     assert whats == [
@@ -147,6 +148,7 @@ def test_history_tells_a_retried_waiting_work_and_its_stop_reason() -> None:
         "due: ENQUEUED until then and until constraints hold",
         "2 attempts started",
         "last run stopped: TIMEOUT",
+        "1 run(s) in a row lost with their process",
     ]
 
 

@@ -374,6 +374,8 @@ def history(detail: Mapping[str, Any]) -> list[tuple[str, str]]:
     reason = _stop_reason(detail["stop_reason"])
     if reason is not None:
         events.append(("-", f"last run stopped: {reason}"))
+    if detail.get("orphan_count"):
+        events.append(("-", f"{detail['orphan_count']} run(s) in a row lost with their process"))
     if state is State.RUNNING:
         events.append(("-", f"RUNNING in process {detail['runner_id'] or '?'}"))
     if state.is_finished:
