@@ -50,6 +50,8 @@ SCAN_WINDOW = 20_000
 GRAPH_CAP = 300
 #: Values of a filter are free text, but bounded.
 MAX_FILTER_CHARS = 200
+#: An action's form carries one CSRF token.
+MAX_FORM_BYTES = 4096
 FILTER_PARAMS = ("state", "tag", "unique", "worker", "before", "limit")
 _CURSOR = re.compile(r"(\d{1,19})\.([0-9a-f-]{36})")
 
@@ -307,8 +309,8 @@ class Dashboard:
         if self.read_only:
             raise HTTPException(403, "this dashboard is read-only; start it with --allow-actions")
         body = await request.body()
-        if len(body) > 4096:
-            raise HTTPException(413, "form too large")
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"form: {len(body)} bytes, at most {MAX_FORM_BYTES}")
         form = dict(parse_qsl(body.decode("utf-8", "replace")))
         if not csrf_ok(request, form):
             raise HTTPException(403, "CSRF check failed: reload the page and try again")
@@ -322,7 +324,10 @@ class Dashboard:
     async def reenqueue(self, request: Request) -> Response:
         detail = await self._mutation(request)
         if detail["interval_ms"] or detail["worker_name"] == graph.COMBINE_WORKER:
-            raise HTTPException(400, "only one-time work can be enqueued again")
+            raise HTTPException(
+                400,
+                f"work {detail['id']} is periodic or a combine() join: only one-time work is enqueued again",
+            )
         request_ = again(detail)
         try:
             await self.wm.enqueue_async(request_)
