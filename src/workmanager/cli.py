@@ -235,6 +235,12 @@ def dashboard(
     hosts = list(allow_hosts)
     if host not in ("0.0.0.0", "::"):
         hosts.append(f"[{host}]" if ":" in host else host)
+    elif not allow_hosts:
+        click.echo(
+            "workmanager dashboard: only Host: localhost/127.0.0.1 is accepted; name this machine's "
+            "addresses or DNS names with --allow-host",
+            err=True,
+        )
     asgi = create_app(wm, token=token, read_only=not allow_actions, redact=redact, allowed_hosts=hosts)
     click.echo(f"workmanager dashboard: http://{host}:{port}/ ({wm.database})", err=True)
 
