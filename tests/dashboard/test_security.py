@@ -97,14 +97,6 @@ def test_the_cli_refuses_a_non_loopback_bind_without_a_token(db: str) -> None:
     assert "--host 0.0.0.0 is not a loopback address" in result.output and "--token" in result.output
 
 
-def _non_loopback_ipv4() -> str | None:
-    for addresses in psutil.net_if_addrs().values():
-        for address in addresses:
-            if address.family == socket.AF_INET and not address.address.startswith("127."):
-                return str(address.address)
-    return None
-
-
 def test_the_cli_dashboard_listens_on_loopback_only(db: str, tmp_path: Path) -> None:
     WorkManager(db).close()
     port = free_port()
@@ -128,11 +120,9 @@ def test_the_cli_dashboard_listens_on_loopback_only(db: str, tmp_path: Path) -> 
             for c in psutil.Process(server.pid).net_connections(kind="inet")
             if c.status == psutil.CONN_LISTEN
         }
+        # Its one listening socket is on loopback: no other address of this machine answers
+        # (checked on the socket itself; this test sends nothing beyond loopback).
         assert listening == {("127.0.0.1", port)}
-        other = _non_loopback_ipv4()
-        if other is not None:
-            with pytest.raises(OSError):
-                socket.create_connection((other, port), timeout=2).close()
     finally:
         server.terminate()
         server.wait(10)
