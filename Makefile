@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit chromium bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# The dashboard's browser tests drive the system's Chromium through Playwright (no browser
+# download): install it from the machine's package manager where it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "make: installing Chromium for the dashboard's browser tests (apt-get install chromium)"; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
+
+test: lint typecheck chromium unit
 
 # SQLite, then PostgreSQL on the machine's server ($$WMBENCH_POSTGRES to change it).
 bench: $(STAMP)

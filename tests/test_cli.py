@@ -247,3 +247,109 @@ def test_list_filters_by_tag_unique_name_and_worker_and_sorts_oldest_first(tmp_p
     assert ids("--worker", "other") == [unique]
     assert ids("--oldest-first")[-1] == unique
     assert ids()[0] == unique
+
+
+def test_service_install_on_macos_writes_a_launchd_agent_that_keeps_the_worker_running(tmp_path, monkeypatch):
+    import plistlib
+    import sys
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["service", "install", "myapp.tasks:wm", "-d", "/srv/work.db", "--kind", "launchd"]
+    )
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "Library" / "LaunchAgents" / "io.workmanager.myapp.tasks-wm.plist"
+    with path.open("rb") as f:
+        agent = plistlib.load(f)  # a well-formed property list, or this raises
+    assert agent["Label"] == "io.workmanager.myapp.tasks-wm"
+    assert agent["ProgramArguments"] == [sys.executable, "-m", "workmanager.cli", "worker", "myapp.tasks:wm"]
+    assert agent["EnvironmentVariables"] == {"WORKMANAGER_DATABASE": "/srv/work.db"}
+    assert agent["RunAtLoad"] is True and agent["KeepAlive"] == {"SuccessfulExit": False}
+    assert agent["ExitTimeOut"] == 30
+    assert agent["StandardErrorPath"].startswith(str(tmp_path / "Library" / "Logs"))
+    assert "launchctl bootstrap" in result.output
+
+    status = runner.invoke(main, ["service", "status", "myapp.tasks:wm", "--kind", "launchd", "--json"])
+    assert json.loads(status.output)["installed"] is True
+    assert runner.invoke(main, ["service", "uninstall", "myapp.tasks:wm", "--kind", "launchd"]).exit_code == 0
+    assert not path.exists()
+
+
+def test_service_kind_defaults_to_launchd_on_macos(tmp_path, monkeypatch):
+    import plistlib
+
+    monkeypatch.setattr("sys.platform", "darwin")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["service", "install", "myapp.tasks:wm", "--print"])
+    assert result.exit_code == 0, result.output
+    agent = plistlib.loads(result.output.encode())
+    assert "EnvironmentVariables" not in agent and agent["Label"] == "io.workmanager.myapp.tasks-wm"
+
+
+def test_dashboard_without_the_extra_names_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_uvicorn(name, *args, **kwargs):
+        if name == "uvicorn":
+            raise ImportError("No module named 'uvicorn'", name="uvicorn")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_uvicorn)
+    result = CliRunner().invoke(main, ["dashboard", "-d", "x.db"])
+    assert result.exit_code == 1
+    assert "pip install 'workmanager[dashboard]'" in result.output
+
+
+def test_worker_serves_metrics_with_its_runs_on_its_port(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    path = str(tmp_path / "w.db")
+    app = tmp_path / "metrics_app.py"
+    app.write_text(
+        "from workmanager import WorkManager, Worker, Result\n"
+        "class Hello(Worker):\n"
+        "    name = 'hello'\n"
+        "    def do_work(self):\n"
+        "        return Result.success()\n"
+        f"wm = WorkManager({path!r}, workers=[Hello])\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with WorkManager(path, workers=[Hello]) as wm:
+        wm.enqueue([OneTimeWorkRequest(Hello, initial_delay=3600), OneTimeWorkRequest(Hello)])
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workmanager.cli", "worker", "metrics_app:wm", "--metrics-port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    text = answer.read().decode()
+                if 'workmanager_runs_total{outcome="success",worker="hello"} 1.0' in text:
+                    break
+            except OSError:
+                pass
+            assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
+            assert time.monotonic() < deadline, "no metrics with a live worker process"
+            time.sleep(0.1)
+        assert 'workmanager_work{state="ENQUEUED"} 1.0' in text
+        assert 'workmanager_work{state="SUCCEEDED"} 1.0' in text
+        assert "workmanager_worker_processes 1.0" in text
+        assert 'workmanager_run_duration_seconds_count{worker="hello"} 1.0' in text
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)

@@ -109,7 +109,10 @@ def main(verbose: int) -> None:
 @main.command()
 @click.argument("app")
 @click.option("--grace", type=float, default=None, help="Seconds running work gets to finish on stop.")
-def worker(app: str, grace: float | None) -> None:
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT."
+)
+def worker(app: str, grace: float | None, metrics_port: int | None) -> None:
     """Run the work of the WorkManager at APP (module:attr) until SIGINT or SIGTERM.
 
     On the first signal it stops taking work and lets running work finish within
@@ -119,6 +122,8 @@ def worker(app: str, grace: float | None) -> None:
     Example: workmanager worker myapp.tasks:wm
     """
     wm = load_app(app)
+    if metrics_port is not None:
+        _serve_metrics(wm, metrics_port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -158,6 +163,99 @@ def worker(app: str, grace: float | None) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
     if any(t.name.startswith("workmanager-worker") and t.is_alive() for t in threading.enumerate()):
         os._exit(0)
+
+
+def _dashboard_extra() -> None:
+    try:
+        import jinja2  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc.name} is missing: the dashboard and metrics need the 'dashboard' extra "
+            "(pip install 'workmanager[dashboard]')"
+        ) from None
+
+
+def _serve_metrics(wm: WorkManager, port: int) -> None:
+    _dashboard_extra()
+    from prometheus_client import start_http_server
+
+    from workmanager.dashboard.metrics import instrument_runs, metrics_registry
+
+    registry = metrics_registry(wm)
+    instrument_runs(wm, registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    click.echo(f"workmanager worker: metrics on http://127.0.0.1:{port}/metrics", err=True)
+
+
+@main.command()
+@click.argument("app", required=False)
+@database_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--token",
+    envvar="WORKMANAGER_DASHBOARD_TOKEN",
+    help="Required of every request; needed to listen beyond loopback ($WORKMANAGER_DASHBOARD_TOKEN).",
+)
+@click.option("--allow-actions", is_flag=True, help="Enable cancel and re-enqueue (read-only without).")
+@click.option("--allow-host", "allow_hosts", multiple=True, help="Another name the Host header may carry.")
+@click.option("--redact", is_flag=True, help="Never show work input and output.")
+def dashboard(
+    app: str | None,
+    database: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    allow_actions: bool,
+    allow_hosts: tuple[str, ...],
+    redact: bool,
+) -> None:
+    """Serve the web dashboard for APP (module:attr) or --database, on 127.0.0.1 by default.
+
+    Listening on any other address needs --token (then open /?token=... once). Cancel and
+    re-enqueue need --allow-actions.
+
+    Example: workmanager dashboard -d work.db --port 8765
+    """
+    _dashboard_extra()
+    import uvicorn
+
+    from workmanager.dashboard import create_app
+    from workmanager.dashboard.security import is_loopback
+
+    if not is_loopback(host) and not token:
+        raise click.UsageError(
+            f"--host {host} is not a loopback address: anyone who can reach it could read (and with "
+            "--allow-actions change) your work. Pass --token (or $WORKMANAGER_DASHBOARD_TOKEN)."
+        )
+    wm = _open(database, app)
+    hosts = list(allow_hosts)
+    if host not in ("0.0.0.0", "::"):
+        hosts.append(f"[{host}]" if ":" in host else host)
+    elif not allow_hosts:
+        click.echo(
+            "workmanager dashboard: only Host: localhost/127.0.0.1 is accepted; name this machine's "
+            "addresses or DNS names with --allow-host",
+            err=True,
+        )
+    asgi = create_app(wm, token=token, read_only=not allow_actions, redact=redact, allowed_hosts=hosts)
+    click.echo(f"workmanager dashboard: http://{host}:{port}/ ({wm.database})", err=True)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Open pages hold event streams that never end by themselves: end them first, or
+            # Ctrl-C would wait for every browser tab to go.
+            asgi.close_streams()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it stopped for; it is done
+        pass
 
 
 def _counts(wm: WorkManager) -> dict[str, int]:
@@ -514,15 +612,34 @@ def diagnostics(database: str | None, app: str | None, as_json: bool) -> None:
 
 @main.group()
 def service() -> None:
-    """Run `workmanager worker APP` at login/boot, restarted on failure (systemd user unit)."""
+    """Run `workmanager worker APP` at login/boot, restarted on failure (a systemd user unit on
+    Linux, a launchd agent on macOS)."""
+
+
+SERVICE_KINDS = ("systemd", "launchd")
+kind_option = click.option(
+    "--kind",
+    type=click.Choice(SERVICE_KINDS),
+    default=lambda: "launchd" if sys.platform == "darwin" else "systemd",
+    help="Service manager (default: this platform's: launchd on macOS, else systemd).",
+)
+
+
+def _safe(app: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in app)
 
 
 def _unit_name(app: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in app)
-    return f"workmanager-{safe}.service"
+    return f"workmanager-{_safe(app)}.service"
 
 
-def _unit_path(app: str) -> Path:
+def _launchd_label(app: str) -> str:
+    return f"io.workmanager.{_safe(app)}"
+
+
+def _unit_path(app: str, kind: str = "systemd") -> Path:
+    if kind == "launchd":
+        return Path.home() / "Library" / "LaunchAgents" / f"{_launchd_label(app)}.plist"
     config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return config_home / "systemd" / "user" / _unit_name(app)
 
@@ -550,57 +667,99 @@ def unit_text(app: str, *, python: str, workdir: str, database: str | None) -> s
     )
 
 
+def launchd_plist(app: str, *, python: str, workdir: str, database: str | None, log_dir: Path) -> bytes:
+    """A launchd agent that keeps a worker for APP running (the macOS twin of unit_text)."""
+    import plistlib
+
+    agent: dict[str, Any] = {
+        "Label": _launchd_label(app),
+        "ProgramArguments": [python, "-m", "workmanager.cli", "worker", app],
+        "WorkingDirectory": workdir,
+        "RunAtLoad": True,
+        # Restarted when it exits with an error, as systemd's Restart=on-failure.
+        "KeepAlive": {"SuccessfulExit": False},
+        "ThrottleInterval": 5,
+        # SIGTERM first (a graceful stop), SIGKILL after this many seconds.
+        "ExitTimeOut": 30,
+        "ProcessType": "Background",
+        "StandardOutPath": str(log_dir / f"{_launchd_label(app)}.log"),
+        "StandardErrorPath": str(log_dir / f"{_launchd_label(app)}.log"),
+    }
+    if database:
+        agent["EnvironmentVariables"] = {"WORKMANAGER_DATABASE": database}
+    return plistlib.dumps(agent)
+
+
+def _service_text(app: str, kind: str, database: str | None) -> bytes:
+    if kind == "launchd":
+        log_dir = Path.home() / "Library" / "Logs"
+        return launchd_plist(
+            app, python=sys.executable, workdir=os.getcwd(), database=database, log_dir=log_dir
+        )
+    return unit_text(app, python=sys.executable, workdir=os.getcwd(), database=database).encode()
+
+
 @service.command("install")
 @click.argument("app")
 @click.option("--database", "-d", help="Set WORKMANAGER_DATABASE for the worker.")
 @click.option("--print", "print_only", is_flag=True, help="Print the unit instead of writing it.")
-def service_install(app: str, database: str | None, print_only: bool) -> None:
-    """Write a systemd user unit that runs `workmanager worker APP` at login/boot.
+@kind_option
+def service_install(app: str, database: str | None, print_only: bool, kind: str) -> None:
+    """Write a systemd user unit (Linux) or launchd agent (macOS) that runs `workmanager worker APP`
+    at login/boot.
 
     Example: workmanager service install myapp.tasks:wm && systemctl --user enable --now
     workmanager-myapp.tasks-wm.service
     """
-    text = unit_text(app, python=sys.executable, workdir=os.getcwd(), database=database)
+    text = _service_text(app, kind, database)
     if print_only:
-        click.echo(text, nl=False)
+        click.echo(text.decode(), nl=False)
         return
-    if sys.platform != "linux":
-        raise click.UsageError(
-            "service install writes systemd units (Linux); elsewhere run `workmanager worker APP` "
-            "from your init system (launchd, a Windows service) with restart on failure"
-        )
-    path = _unit_path(app)
+    path = _unit_path(app, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_bytes(text)
     click.echo(f"wrote {path}")
+    if kind == "launchd":
+        click.echo(f"load it: launchctl bootstrap gui/$(id -u) {path}")
+        return
     click.echo(f"enable it: systemctl --user daemon-reload && systemctl --user enable --now {path.name}")
     click.echo("start at boot without logging in: loginctl enable-linger")
 
 
 @service.command("uninstall")
 @click.argument("app")
-def service_uninstall(app: str) -> None:
-    """Remove the unit written by `service install APP` (stop it first with systemctl)."""
-    path = _unit_path(app)
+@kind_option
+def service_uninstall(app: str, kind: str) -> None:
+    """Remove the unit written by `service install APP` (stop it first: systemctl or launchctl)."""
+    path = _unit_path(app, kind)
     if not path.exists():
         click.echo(f"no unit at {path}", err=True)
         sys.exit(EXIT_NOT_FOUND)
     path.unlink()
-    click.echo(f"removed {path}; run: systemctl --user daemon-reload")
+    if kind == "launchd":
+        click.echo(f"removed {path}; if loaded, run: launchctl bootout gui/$(id -u)/{_launchd_label(app)}")
+    else:
+        click.echo(f"removed {path}; run: systemctl --user daemon-reload")
 
 
 @service.command("status")
 @click.argument("app")
 @json_option
-def service_status(app: str, as_json: bool) -> None:
-    """Whether the unit for APP is installed (and, where systemd runs, active)."""
-    path = _unit_path(app)
+@kind_option
+def service_status(app: str, as_json: bool, kind: str) -> None:
+    """Whether the unit for APP is installed (and, where its service manager runs, active)."""
+    path = _unit_path(app, kind)
     active = None
-    if path.exists() and shutil.which("systemctl"):
+    if path.exists() and kind == "systemd" and shutil.which("systemctl"):
         probe = subprocess.run(
             ["systemctl", "--user", "is-active", path.name], capture_output=True, text=True, check=False
         )
         active = probe.stdout.strip() or None
+    elif path.exists() and kind == "launchd" and shutil.which("launchctl"):
+        probe = subprocess.run(
+            ["launchctl", "list", _launchd_label(app)], capture_output=True, text=True, check=False
+        )
+        active = "loaded" if probe.returncode == 0 else "not loaded"
     status = {"unit": str(path), "installed": path.exists(), "active": active}
     if as_json:
         _echo_json(status)

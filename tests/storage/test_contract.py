@@ -991,3 +991,117 @@ def test_one_process_at_a_time_does_the_cluster_wide_duties_and_a_survivor_takes
     first.close()  # the leader's process goes away
 
     assert second.try_lead() is True  # type: ignore[attr-defined]
+
+
+# -- the dashboard's reads --------------------------------------------------------------------------
+
+PAGE_INDEXES = ("created", "state", "tag", "name")
+
+
+def insert_named(storage: Storage, *rows: NewWork) -> list[str]:
+    """Insert rows, some under unique names (whose guard rows the same transaction makes)."""
+    with storage.transaction() as tx:
+        for name in sorted({n for r in rows for n in r.names}):
+            tx.uniquename_lock(name, "chain")
+        tx.work_insert(list(rows))
+    return [r.id for r in rows]
+
+
+def page(
+    storage: Storage, via: Any = "created", before: tuple[int, str] = (NEVER, ""), **filters: Any
+) -> list[str]:
+    return [
+        r["id"] for r in storage.work_page(via=via, before=before, limit=filters.pop("limit", 10), **filters)
+    ]
+
+
+@pytest.mark.parametrize("via", PAGE_INDEXES)
+def test_work_page_is_newest_first_and_goes_on_after_its_cursor(storage: Storage, via: str) -> None:
+    ids = insert_named(
+        storage,
+        *(
+            work(
+                f"00000000-0000-0000-0000-00000000000{i}", created_at=NOW + i // 2, tags=("t",), names=("n",)
+            )
+            for i in range(6)
+        ),
+    )
+    newest_first = sorted(ids, key=lambda i: (NOW + int(i[-1]) // 2, i), reverse=True)
+    filters = {"created": {}, "state": {"state": ENQUEUED}, "tag": {"tag": "t"}, "name": {"name": "n"}}[via]
+    first = storage.work_page(via=via, before=(NEVER, ""), limit=4, **filters)  # type: ignore[arg-type]
+    assert [r["id"] for r in first] == newest_first[:4]
+    cursor = (first[-1]["created_at"], first[-1]["id"])
+    assert page(storage, via, cursor, limit=4, **filters) == newest_first[4:]
+
+
+@pytest.mark.parametrize("via", PAGE_INDEXES)
+def test_work_page_applies_every_filter_whichever_index_drives_it(storage: Storage, via: str) -> None:
+    wanted = work(worker="mail", tags=("t",), names=("n",))
+    insert_named(
+        storage,
+        wanted,
+        work(worker="other", tags=("t",), names=("n",)),
+        work(worker="mail", tags=("u",), names=("n",)),
+        work(worker="mail", tags=("t",), names=("n",), state=BLOCKED),
+        work(worker="mail", tags=("t",)),
+    )
+    filters = {"state": ENQUEUED, "tag": "t", "name": "n", "worker": "mail"}
+    assert page(storage, via, **filters) == [wanted.id]
+
+
+def test_work_page_treats_filter_values_as_data_not_sql(storage: Storage) -> None:
+    insert(storage, work(worker="w", tags=("t",)))
+    for hostile in ("x' OR '1'='1", "t' --", "%", "w; DROP TABLE workspec; --"):
+        for via in PAGE_INDEXES:
+            assert (
+                page(storage, via, state=ENQUEUED, tag=hostile, name=hostile if via == "name" else None) == []
+            )
+        assert page(storage, worker=hostile) == []
+    assert len(page(storage)) == 1
+
+
+def test_work_count_upto_counts_a_filter_no_further_than_the_cap(storage: Storage) -> None:
+    insert(storage, *(work(tags=("t",), names=()) for _ in range(5)), work(state=BLOCKED))
+    assert storage.work_count_upto(cap=3, tag="t") == 3
+    assert storage.work_count_upto(cap=100, tag="t") == 5
+    assert storage.work_count_upto(cap=100, state=BLOCKED) == 1
+    assert storage.work_count_upto(cap=100, name="none") == 0
+
+
+def test_work_graph_is_the_whole_graph_around_any_of_its_work(storage: Storage) -> None:
+    a, b, c, lone = (str(uuid.uuid4()) for _ in range(4))
+    insert(
+        storage,
+        work(a),
+        work(b, state=BLOCKED, prerequisites=(a,), worker="second"),
+        work(c, state=BLOCKED, prerequisites=(a, b)),
+        work(lone),
+    )
+    for start in (a, b, c):
+        nodes, edges = storage.work_graph(start, cap=100)
+        assert sorted(nodes) == sorted([(a, "w", ENQUEUED), (b, "second", BLOCKED), (c, "w", BLOCKED)])
+        assert sorted(edges) == sorted([(b, a), (c, a), (c, b)])
+    assert storage.work_graph(lone, cap=100) == ([(lone, "w", ENQUEUED)], [])
+    nodes, _ = storage.work_graph(a, cap=2)
+    assert len(nodes) == 2
+
+
+def test_work_oldest_due_is_the_earliest_enqueued_next_run_time(storage: Storage) -> None:
+    assert storage.work_oldest_due() is None
+    insert(storage, work(next_run_time=NOW + 5), work(next_run_time=NOW + 1), work(state=BLOCKED))
+    assert storage.work_oldest_due() == NOW + 1
+
+
+def test_work_unique_names_lists_the_names_a_work_carries(storage: Storage) -> None:
+    row = work(names=("b", "a"))
+    insert_named(storage, row, work(names=("c",)))
+    assert storage.work_unique_names(row.id) == ["a", "b"]
+
+
+def test_work_page_floor_is_the_scan_th_row_back_and_bounds_the_walk(storage: Storage) -> None:
+    ids = insert(storage, *(work(created_at=NOW + i) for i in range(10)))  # ids[9] is the newest
+    assert storage.work_page_floor(before=(NEVER, ""), scan=3) == (NOW + 7, ids[7])
+    assert storage.work_page_floor(before=(NOW + 7, ids[7]), scan=3) == (NOW + 4, ids[4])
+    assert storage.work_page_floor(before=(NOW + 2, ids[2]), scan=3) is None  # two rows left
+    window = page(storage, floor=(NOW + 7, ids[7]), state=ENQUEUED)
+    assert window == [ids[9], ids[8], ids[7]]

@@ -22,6 +22,14 @@ PARAMS = {
     "never": 1,
     "older_than": 1,
     "ids": "[]",
+    "before_created": 1,
+    "before_id": "x",
+    "state": 3,
+    "worker": None,
+    "cap": 10,
+    "floor_created": 0,
+    "floor_id": "",
+    "scan": 100,
     **_constraint_params(None, None),
 }
 
@@ -45,6 +53,17 @@ def plan(tmp_path, query: str) -> list[str]:
         ("work_succeed_if_running", "PRIMARY KEY"),
         ("dependency_unblock", "dependency_prerequisite"),
         ("work_rescue_runner", "workspec_running"),
+        # The dashboard: keyset pages, probes and graphs at a million rows.
+        ("work_page", "workspec_created ((created_at,id)>(?,?) AND (created_at,id)<(?,?))"),
+        ("work_page_floor", "COVERING INDEX workspec_created ((created_at,id)<(?,?))"),
+        ("work_page_in_state", "workspec_state_next_run (state=?)"),
+        ("work_page_with_tag", "PRIMARY KEY (tag=?)"),
+        ("work_page_with_name", "PRIMARY KEY (name=?)"),
+        ("work_count_in_state_upto", "workspec_state_next_run (state=?)"),
+        ("worktag_count_upto", "PRIMARY KEY (tag=?)"),
+        ("workname_count_upto", "PRIMARY KEY (name=?)"),
+        ("work_graph_nodes", "dependency_prerequisite (prerequisite_id=?)"),
+        ("work_oldest_due", "workspec_state_next_run (state=?)"),
     ],
 )
 def test_hot_queries_search_their_index(tmp_path, query, index):

@@ -11,18 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from workmanager.requests import BackoffPolicy
 
 #: next_run_time of work that is not waiting to run (BLOCKED, RUNNING, finished).
 NEVER = 2**62
 
+#: Which index drives a page of the dashboard's work table (Storage.work_page).
+PageIndex = Literal["created", "state", "tag", "name"]
+
 __all__ = [
     "NEVER",
     "ClaimedWork",
     "InfoRow",
     "NewWork",
+    "PageIndex",
     "RunnerRow",
     "ScheduleFields",
     "Storage",
@@ -352,6 +356,47 @@ class Storage(Protocol):
         oldest_first: bool = False,
     ) -> list[dict[str, Any]]: ...
     def work_detail(self, work_id: str) -> dict[str, Any] | None: ...
+    # -- the dashboard (reads only)
+    def work_page(
+        self,
+        *,
+        via: PageIndex,
+        before: tuple[int, str],
+        limit: int,
+        state: int | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+        floor: tuple[int, str] = (-1, ""),
+    ) -> list[dict[str, Any]]:
+        """Newest first, the page after ``before`` (created_at, id): keyset pagination.
+        ``via`` says which index drives the search: "created" walks creation order (fast
+        unless a filter is rare) down to ``floor`` (inclusive), "state"/"tag"/"name" start
+        from that filter's own index."""
+        ...
+
+    def work_page_floor(self, *, before: tuple[int, str], scan: int) -> tuple[int, str] | None:
+        """The (created_at, id) of the ``scan``-th row before ``before``; None if fewer remain."""
+        ...
+
+    def work_count_upto(
+        self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None
+    ) -> int:
+        """How many rows the one given filter matches, counting no further than ``cap``."""
+        ...
+
+    def work_graph(
+        self, work_id: str, *, cap: int
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+        """The dependency graph around the work, either way: (id, worker name, state) of up to
+        ``cap`` nodes, and the (work, prerequisite) edges among them."""
+        ...
+
+    def work_unique_names(self, work_id: str) -> list[str]: ...
+    def work_oldest_due(self) -> int | None:
+        """The smallest next_run_time of ENQUEUED work (None: nothing waits)."""
+        ...
+
     def runner_list(self) -> list[RunnerRow]: ...
     def work_running_runner_ids(self) -> list[str | None]: ...
     def preference_get(self, key: str) -> int | None: ...

@@ -495,3 +495,108 @@ UPDATE workspec
 SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = %(now)s,
     runner_id = NULL, run_token = NULL, stop_reason = -512
 WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(running)s::text[]));
+
+-- The dashboard. Its work table is newest first, a page after the cursor (before_created,
+-- before_id) at a time: keyset pagination on workspec_created, so a deep page costs what the
+-- first one does. Which index drives the page is the caller's choice (it probes how many rows
+-- a filter matches with the *_count_upto queries): work_page walks creation order and checks
+-- filters on the way; the others start from a rare filter's own rows and sort them. The
+-- planner's statistics cannot know that a tag's rows all lie far back in creation order
+-- (it would walk half the table), hence the MATERIALIZED fences and the "+ 0" that keep it
+-- off workspec_created. Every value is a bound parameter.
+
+-- name: work_page
+-- Walks no further back than the floor (work_page_floor), so a filter whose matches are all
+-- far back costs one window of rows, not the whole table; the page then says so.
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM workspec w
+WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND (w.created_at, w.id) >= (%(floor_created)s::bigint, %(floor_id)s::text)
+  AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
+  AND (%(name)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT %(limit)s;
+
+-- name: work_page_in_state
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM workspec w
+WHERE w.state = %(state)s::int
+  AND (w.created_at + 0, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
+  AND (%(name)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
+ORDER BY w.created_at + 0 DESC, w.id DESC
+LIMIT %(limit)s;
+
+-- name: work_page_with_tag
+WITH tagged AS MATERIALIZED (SELECT work_id FROM worktag WHERE tag = %(tag)s::text)
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM tagged t JOIN workspec w ON w.id = t.work_id
+WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+  AND (%(name)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT %(limit)s;
+
+-- name: work_page_with_name
+WITH named AS MATERIALIZED (SELECT work_id FROM workname WHERE name = %(name)s::text)
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM named n JOIN workspec w ON w.id = n.work_id
+WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+  AND (%(tag)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT %(limit)s;
+
+-- name: work_page_floor
+-- The scan-th row before the cursor in creation order (from the index alone): how far one
+-- page's walk may go.
+SELECT created_at, id FROM workspec
+WHERE (created_at, id) < (%(before_created)s::bigint, %(before_id)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT 1 OFFSET %(scan)s - 1;
+
+-- name: work_count_in_state_upto
+-- How many rows a filter matches, counting no further than cap (a bounded index range).
+SELECT count(*) FROM (SELECT 1 FROM workspec WHERE state = %(state)s LIMIT %(cap)s) AS s;
+
+-- name: worktag_count_upto
+SELECT count(*) FROM (SELECT 1 FROM worktag WHERE tag = %(tag)s LIMIT %(cap)s) AS s;
+
+-- name: workname_count_upto
+SELECT count(*) FROM (SELECT 1 FROM workname WHERE name = %(name)s LIMIT %(cap)s) AS s;
+
+-- name: work_graph_nodes
+-- The chain or join graph around id: every row connected to it by dependencies, either way,
+-- up to cap rows (UNION drops repeats, so the walk ends on a finite graph; LIMIT stops it early).
+WITH RECURSIVE component(id) AS (
+    SELECT %(id)s::text
+    UNION
+    SELECT CASE WHEN d.work_id = c.id THEN d.prerequisite_id ELSE d.work_id END
+    FROM component c JOIN dependency d ON d.work_id = c.id OR d.prerequisite_id = c.id)
+SELECT w.id, w.worker_name, w.state
+FROM (SELECT id FROM component LIMIT %(cap)s) AS c JOIN workspec w ON w.id = c.id;
+
+-- name: work_graph_edges
+SELECT work_id, prerequisite_id FROM dependency WHERE work_id = ANY(%(ids)s::text[]);
+
+-- name: work_unique_names
+SELECT name FROM workname WHERE work_id = %(id)s ORDER BY name;
+
+-- name: work_oldest_due
+-- Metrics: when the longest-waiting ENQUEUED work became due (the claim index's first entry).
+SELECT min(next_run_time) FROM workspec WHERE state = 0;

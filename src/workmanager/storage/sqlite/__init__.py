@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from workmanager import errors
 from workmanager.config import Configuration
 from workmanager.requests import BackoffPolicy
+from workmanager.storage._dashboard import DashboardReads
 from workmanager.storage._migrations import load_migrations
 from workmanager.storage._queries import load_queries
 from workmanager.storage.base import (
@@ -42,6 +43,7 @@ log = logging.getLogger("workmanager.storage.sqlite")
 #: Marks a file as ours ("WMgr"), so we never write into someone else's database.
 APPLICATION_ID = 0x574D6772
 _Q = load_queries(__name__)
+
 _MIGRATIONS = load_migrations(__name__)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 #: How long a write keeps retrying a locked database before giving up.
@@ -401,7 +403,7 @@ def _info(row: tuple[Any, ...]) -> InfoRow:
     return InfoRow(*fields)
 
 
-class SqliteStorage:
+class SqliteStorage(DashboardReads):
     """A SQLite file (or ``:memory:``) opened, checked and migrated."""
 
     supports_listen = False
@@ -693,6 +695,23 @@ class SqliteStorage:
             if row is None:
                 return None
             return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    # -- the dashboard's reads (storage/_dashboard.py) --------------------------------------------
+
+    def _id_list(self, ids: list[str]) -> Any:
+        return json.dumps(ids)
+
+    def _rows(self, name: str, params: Any) -> list[Any]:
+        return self._read(name, params)
+
+    def _dicts(self, name: str, params: Any) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            cursor = self._conn.execute(_Q[name], params)
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+        with self._lock:
+            return _retry_busy(name, run)
 
     def runner_list(self) -> list[RunnerRow]:
         return [RunnerRow(*r) for r in self._read("runner_list")]

@@ -390,3 +390,101 @@ UPDATE workspec
 SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = :now,
     runner_id = NULL, run_token = NULL, stop_reason = -512
 WHERE state = 1 AND runner_id = :runner_id AND id NOT IN (SELECT value FROM json_each(:running));
+
+-- The dashboard. Its work table is newest first, a page after the cursor (:before_created,
+-- :before_id) at a time: keyset pagination, so a deep page costs what the first one does.
+-- Which index drives the page is the caller's choice (the dashboard probes how many rows a
+-- filter matches with the *_count_upto queries): work_page walks the created_at index and
+-- checks filters on the way, fast unless a filter is rare; the others start from a rare
+-- filter's own index and sort the (few) matches. Every value is a bound parameter.
+
+-- name: work_page
+-- Walks no further back than the floor (work_page_floor), so a filter whose matches are all
+-- far back costs one window of rows, not the whole table; the page then says so.
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM workspec w INDEXED BY workspec_created
+WHERE (w.created_at, w.id) < (:before_created, :before_id)
+  AND (w.created_at, w.id) >= (:floor_created, :floor_id)
+  AND (:state IS NULL OR w.state = :state)
+  AND (:worker IS NULL OR w.worker_name = :worker)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
+  AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT :limit;
+
+-- name: work_page_in_state
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM workspec w INDEXED BY workspec_state_next_run
+WHERE w.state = :state
+  AND (w.created_at, w.id) < (:before_created, :before_id)
+  AND (:worker IS NULL OR w.worker_name = :worker)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
+  AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT :limit;
+
+-- name: work_page_with_tag
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM worktag t CROSS JOIN workspec w  -- CROSS: start from the tag's entries
+WHERE t.tag = :tag AND w.id = t.work_id
+  AND (w.created_at, w.id) < (:before_created, :before_id)
+  AND (:state IS NULL OR +w.state = :state)
+  AND (:worker IS NULL OR w.worker_name = :worker)
+  AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT :limit;
+
+-- name: work_page_with_name
+SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
+    w.tags, w.progress, w.stop_reason
+FROM workname n CROSS JOIN workspec w  -- CROSS: start from the name's entries
+WHERE n.name = :name AND w.id = n.work_id
+  AND (w.created_at, w.id) < (:before_created, :before_id)
+  AND (:state IS NULL OR +w.state = :state)
+  AND (:worker IS NULL OR w.worker_name = :worker)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT :limit;
+
+-- name: work_page_floor
+-- The :scan-th row before the cursor in creation order (from the index alone): how far one
+-- page's walk may go.
+SELECT created_at, id FROM workspec INDEXED BY workspec_created
+WHERE (created_at, id) < (:before_created, :before_id)
+ORDER BY created_at DESC, id DESC
+LIMIT 1 OFFSET :scan - 1;
+
+-- name: work_count_in_state_upto
+-- How many rows a filter matches, counting no further than :cap (a bounded index range).
+SELECT count(*) FROM (SELECT 1 FROM workspec WHERE state = :state LIMIT :cap);
+
+-- name: worktag_count_upto
+SELECT count(*) FROM (SELECT 1 FROM worktag WHERE tag = :tag LIMIT :cap);
+
+-- name: workname_count_upto
+SELECT count(*) FROM (SELECT 1 FROM workname WHERE name = :name LIMIT :cap);
+
+-- name: work_graph_nodes
+-- The chain or join graph around :id: every row connected to it by dependencies, either
+-- way, up to :cap rows (each step follows an index: the primary key or dependency_prerequisite).
+WITH RECURSIVE component(id) AS (
+    SELECT :id
+    UNION
+    SELECT d.prerequisite_id FROM dependency d JOIN component c ON d.work_id = c.id
+    UNION
+    SELECT d.work_id FROM dependency d JOIN component c ON d.prerequisite_id = c.id
+    LIMIT :cap)
+SELECT w.id, w.worker_name, w.state FROM component c JOIN workspec w ON w.id = c.id;
+
+-- name: work_graph_edges
+SELECT work_id, prerequisite_id FROM dependency WHERE work_id IN (SELECT value FROM json_each(:ids));
+
+-- name: work_unique_names
+SELECT name FROM workname WHERE work_id = :id ORDER BY name;
+
+-- name: work_oldest_due
+-- Metrics: when the longest-waiting ENQUEUED work became due (the claim index's first entry).
+SELECT min(next_run_time) FROM workspec WHERE state = 0;

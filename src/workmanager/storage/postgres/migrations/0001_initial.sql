@@ -57,6 +57,9 @@ CREATE INDEX workspec_expedited_due ON workspec (next_run_time) WHERE state = 0 
 CREATE INDEX workspec_state ON workspec (state);
 -- Rescue looks only at running rows.
 CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
+-- The dashboard's work table, newest first, a page at a time (keyset on created_at, id).
+-- Written at insert only: created_at never changes, so claims and completions do not touch it.
+CREATE INDEX workspec_created ON workspec (created_at, id);
 CREATE INDEX workspec_trigger_waiting ON workspec (id) WHERE state = 0 AND trigger_paths IS NOT NULL;
 
 -- Work by tag; removed with its work by the foreign key.

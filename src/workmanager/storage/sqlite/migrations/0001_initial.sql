@@ -54,6 +54,10 @@ CREATE INDEX workspec_expedited_due ON workspec (next_run_time) WHERE state = 0 
 CREATE INDEX workspec_trigger_waiting ON workspec (id) WHERE state = 0 AND trigger_paths IS NOT NULL;
 -- Rescue looks only at running rows.
 CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
+-- The dashboard's work table, newest first, a page at a time (keyset on created_at, id:
+-- a WITHOUT ROWID index carries the primary key). Written at insert only: created_at never
+-- changes, so claims and completions do not touch it.
+CREATE INDEX workspec_created ON workspec (created_at);
 
 -- Work by tag. No foreign key and no index by work: every enqueue writes this table, and
 -- one B-tree less is one page less to write per commit. The row's own tags column says
