@@ -227,10 +227,18 @@ class PostgresTransaction:
                 if len(rows) == 1:
                     cur.execute(_Q["work_insert"], _insert_params(rows[0]))
                 else:
-                    cur.executemany(_Q["work_insert"], [_insert_params(r) for r in rows])
+                    columns = [
+                        list(column) for column in zip(*(_insert_params(r) for r in rows), strict=True)
+                    ]
+                    cur.execute(_Q["work_insert_many"], columns)
                 tags = [(t, r.id) for r in rows for t in r.tags]
-                if tags:
-                    cur.executemany(_Q["worktag_insert"], tags)
+                if len(tags) == 1:
+                    cur.execute(_Q["worktag_insert"], tags[0])
+                elif tags:
+                    cur.execute(
+                        _Q["worktag_insert_many"],
+                        {"tags": [t for t, _ in tags], "work_ids": [i for _, i in tags]},
+                    )
                 names = [{"name": n, "work_id": r.id} for r in rows for n in r.names]
                 if names:
                     cur.executemany(_Q["workname_insert"], names)

@@ -19,8 +19,29 @@ INSERT INTO workspec (
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
     %s, %s, %s, %s, %s);
 
+-- name: work_insert_many
+-- work_insert for a batch in one statement: each parameter is the column of that name, as an
+-- array over the batch (the server inserts rows, not statements: several times faster).
+INSERT INTO workspec (
+    id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
+    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
+    cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
+SELECT * FROM unnest(
+    %s::text[], %s::text[], %s::smallint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],
+    %s::integer[], %s::integer[], %s::integer[], %s::integer[],
+    %s::integer[], %s::integer[], %s::bigint[], %s::bigint[], %s::bigint[],
+    %s::bigint[], %s::integer[], %s::integer[], %s::integer[], %s::bigint[], %s::bigint[], %s::text[],
+    %s::text[], %s::text[], %s::text[], %s::integer[], %s::integer[], %s::text[]);
+
 -- name: worktag_insert
 INSERT INTO worktag (tag, work_id) VALUES (%s, %s) ON CONFLICT DO NOTHING;
+
+-- name: worktag_insert_many
+-- worktag_insert for a batch: %(tags)s and %(work_ids)s are parallel arrays.
+INSERT INTO worktag (tag, work_id) SELECT * FROM unnest(%(tags)s::text[], %(work_ids)s::text[])
+ON CONFLICT DO NOTHING;
 
 -- name: workname_insert
 -- The row joins the name's live chain; uniquename_lock must have run in this transaction
