@@ -359,6 +359,13 @@ def test_finishing_needs_the_current_run_token(storage: Storage) -> None:
     assert info is not None and info.state == SUCCEEDED and info.output == '{"x":1}' and info.progress is None
 
 
+def test_a_claim_records_when_the_run_started(storage: Storage) -> None:
+    insert(storage, work("a"))
+    assert storage.work_detail("a")["started_at"] is None  # type: ignore[attr-defined]
+    claim(storage, now=NOW + 7)
+    assert storage.work_detail("a")["started_at"] == NOW + 7  # type: ignore[attr-defined]
+
+
 def test_a_batch_of_successes_finishes_only_runs_still_ours(storage: Storage) -> None:
     insert(storage, work("a"), work("b"), work("c"))
     claim(storage, 3)

@@ -375,7 +375,9 @@ def history(detail: Mapping[str, Any]) -> list[tuple[str, str]]:
     if state is State.ENQUEUED:
         events.append((_time(detail["next_run_time"]), "due: ENQUEUED until then and until constraints hold"))
     if attempts:
-        events.append(("-", f"{attempts} attempt{'s' if attempts != 1 else ''} started"))
+        started = detail.get("started_at")
+        label = f"attempt {attempts} started" if started is not None else f"{attempts} attempts started"
+        events.append((_time(started) if started is not None else "-", label))
     reason = _stop_reason(detail["stop_reason"])
     if reason is not None:
         events.append(("-", f"last run stopped: {reason}"))

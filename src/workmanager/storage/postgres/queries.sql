@@ -63,7 +63,7 @@ SELECT id, state FROM workspec WHERE id = ANY(%(ids)s::text[]) FOR SHARE;
 -- worker names, or NULL when this process can run any name. Constraint answers as in SQLite.
 UPDATE workspec AS w
 SET state = 1, run_attempt_count = w.run_attempt_count + 1, stop_reason = -256,
-    runner_id = %(runner_id)s, run_token = %(run_token)s
+    runner_id = %(runner_id)s, run_token = %(run_token)s, started_at = %(now)s
 FROM (
     SELECT id FROM workspec
     WHERE state = 0 AND next_run_time <= %(now)s
@@ -96,7 +96,7 @@ RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.g
 -- the waiting expedited rows.
 UPDATE workspec AS w
 SET state = 1, run_attempt_count = w.run_attempt_count + 1, stop_reason = -256,
-    runner_id = %(runner_id)s, run_token = %(run_token)s
+    runner_id = %(runner_id)s, run_token = %(run_token)s, started_at = %(now)s
 FROM (
     SELECT id FROM workspec
     WHERE state = 0 AND expedited = 1 AND next_run_time <= %(now)s

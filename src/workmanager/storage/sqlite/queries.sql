@@ -32,7 +32,7 @@ SELECT id, state FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
 -- whose constraints the test driver declared met. work_next_due filters the same way.
 UPDATE workspec
 SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
-    runner_id = :runner_id, run_token = :run_token
+    runner_id = :runner_id, run_token = :run_token, started_at = :now
 WHERE id IN (
     SELECT id FROM workspec
     WHERE state = 0 AND next_run_time <= :now
@@ -63,7 +63,7 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
 -- the waiting expedited rows.
 UPDATE workspec
 SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
-    runner_id = :runner_id, run_token = :run_token
+    runner_id = :runner_id, run_token = :run_token, started_at = :now
 WHERE id IN (
     SELECT id FROM workspec INDEXED BY workspec_expedited_due
     WHERE state = 0 AND expedited = 1 AND next_run_time <= :now

@@ -45,7 +45,8 @@ CREATE TABLE workspec (
     run_token                 BIGINT,                    -- fences a run: only its current owner may finish it
     orphan_count              INTEGER NOT NULL DEFAULT 0, -- runs lost to dead processes in a row
     created_at                BIGINT NOT NULL,
-    finished_at               BIGINT
+    finished_at               BIGINT,
+    started_at                BIGINT                     -- when its latest run was claimed (dashboard history)
 );
 
 -- The claim: ENQUEUED rows in start order, and nothing else (a partial index stays small

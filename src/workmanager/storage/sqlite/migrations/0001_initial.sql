@@ -43,7 +43,8 @@ CREATE TABLE workspec (
     run_token                 INTEGER,                   -- fences a run: only its current owner may finish it
     orphan_count              INTEGER NOT NULL DEFAULT 0, -- runs lost to dead processes in a row
     created_at                INTEGER NOT NULL,
-    finished_at               INTEGER
+    finished_at               INTEGER,
+    started_at                INTEGER                     -- when its latest run was claimed (dashboard history)
 ) WITHOUT ROWID;
 
 -- The claim: ENQUEUED rows in start order. Also serves counts by state.
