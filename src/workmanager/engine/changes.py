@@ -114,6 +114,11 @@ class ChangeFeed:
             return self._version
 
     async def wait_async(self, seen: int, timeout: float | None = None) -> int:
+        """``wait`` for a coroutine. Cancelling it ends it, whatever the feed does meanwhile.
+
+        Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as its
+        future completes, and a feed that moves all the time (a busy database) made a
+        cancelled await_work_async loop forever."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._cond:
@@ -121,11 +126,12 @@ class ChangeFeed:
                 return self._version
             entry = (loop, future)
             self._async_waiters.add(entry)
+        timer = loop.call_later(timeout, _resolve, future) if timeout is not None else None
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass
+            await future
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._cond:
                 self._async_waiters.discard(entry)
         return self._version
