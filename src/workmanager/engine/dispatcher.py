@@ -30,7 +30,7 @@ from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
 from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcomes
 from workmanager.info import StopReason
 from workmanager.storage.base import ClaimedWork, Storage, Transaction
-from workmanager.worker import ForegroundInfo, ListenableWorker, Result, WorkerFactory
+from workmanager.worker import CoroutineWorker, ForegroundInfo, ListenableWorker, Result, WorkerFactory
 
 log = logging.getLogger("workmanager.dispatcher")
 
@@ -698,8 +698,6 @@ def _drain(queue: collections.deque[T]) -> list[T]:
 
 
 def _needs_loop(worker: ListenableWorker | None) -> bool:
-    from workmanager.worker import CoroutineWorker
-
     return isinstance(worker, CoroutineWorker)
 
 

@@ -44,7 +44,8 @@ class TriggerWatcher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._feed.add_listener(self._restart.set)
+        # Work waiting for a trigger appears or goes only with work changes (see ChangeFeed).
+        self._feed.add_listener(self._restart.set, work_only=True)
         self._thread = threading.Thread(target=self._run, name="workmanager-triggers", daemon=True)
         self._thread.start()
 
