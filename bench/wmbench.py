@@ -111,21 +111,57 @@ class Bench:
         seconds = time.perf_counter() - t0
         return {"rate": done / seconds, "done": done, "seconds": seconds, "capped": capped}
 
-    def raw_enqueue_one(self) -> Figure:
-        path = os.fspath(self.phase_dir("raw-enqueue-one") / "raw.db")
-        conn = rawsqlite.connect(path)
+    #: Enqueue one per call alternates between the floor and workmanager every this many jobs,
+    #: so both see the same disk: fsync latency here drifts by 2x within a minute.
+    INTERLEAVE = 250
+
+    def enqueue_one(self) -> Figure:
+        """Raw INSERT + COMMIT per row and ``wm.enqueue(request)``, alternating in slices."""
+        from bench.wmjobs import manager, request
+
+        raw_path = os.fspath(self.phase_dir("raw-enqueue-one") / "raw.db")
+        wm_path = os.fspath(self.phase_dir("wm-enqueue-one") / "wm.db")
+        conn = rawsqlite.connect(raw_path)
+        wm = manager(wm_path)
+        seconds = {"raw": 0.0, "wm": 0.0}
+        done = 0
+        t0 = time.perf_counter()
         try:
-
-            def body(a: int, b: int) -> None:
-                for i in range(a, b):
+            while done < self.n and time.perf_counter() - t0 < 2 * self.cap:
+                stop = min(done + self.INTERLEAVE, self.n)
+                t = time.perf_counter()
+                for i in range(done, stop):
                     rawsqlite.enqueue_one(conn, i)
-
-            fig = self.timed_loop(self.n, 1, body)
-            fig["stored"] = rawsqlite.unfinished(conn)
-            fig["durability"] = rawsqlite.durability(conn)
-            return fig
+                seconds["raw"] += time.perf_counter() - t
+                t = time.perf_counter()
+                for i in range(done, stop):
+                    wm.enqueue(request(i))
+                seconds["wm"] += time.perf_counter() - t
+                done = stop
+            capped = done < self.n
+            raw: Figure = {
+                "rate": done / seconds["raw"],
+                "done": done,
+                "seconds": seconds["raw"],
+                "capped": capped,
+            }
+            raw["stored"] = rawsqlite.unfinished(conn)
+            raw["durability"] = rawsqlite.durability(conn)
+            mine: Figure = {
+                "rate": done / seconds["wm"],
+                "done": done,
+                "seconds": seconds["wm"],
+                "capped": capped,
+            }
+            mine["stored"] = self.wm_unfinished(wm_path, wm)
+            mine["journal_mode"] = journal_mode(wm_path)
+            mine["interleaved_every"] = self.INTERLEAVE
         finally:
             conn.close()
+            dispose(wm)
+        self.results["raw_enqueue_one"] = raw
+        self.results["wm_enqueue_one"] = mine
+        return {"rate": mine["rate"], "done": done, "ratio_to_floor": mine["rate"] / raw["rate"]}
 
     def raw_enqueue_batch(self) -> Figure:
         path = os.fspath(self.phase_dir("raw-enqueue-batch") / "raw.db")
@@ -718,8 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     wm_facts, b.wm_error = workmanager_facts()
     try:
         machine = machine_facts(root)
-        b.run("raw_enqueue_one", b.raw_enqueue_one)
-        b.run("wm_enqueue_one", b.wm_enqueue_one, needs_wm=True)
+        b.run("enqueue_one_interleaved", b.enqueue_one, needs_wm=True)
         b.run("raw_enqueue_batch", b.raw_enqueue_batch)
         b.run("wm_enqueue_batch", b.wm_enqueue_batch, needs_wm=True)
         b.run("raw_drain_1", lambda: b.raw_drain(1))
