@@ -106,6 +106,8 @@ class Engine:
         self._next_due: int | None = 0
         #: Whether expedited work waited at the last look: if not, no expedited claim is tried.
         self._expedited_waiting = True
+        #: After a claim made without asking (see _turn), the next look asks.
+        self._must_ask = False
         #: Due work waits for a slot: the loop sleeps until a run finishes, not until it is due.
         self._waiting_for_slot = False
         self._checked_version = -1
@@ -451,8 +453,17 @@ class Engine:
             version = self._feed.work_version
             if version != self._checked_version:
                 self._checked_version = version
-                due = self._storage.work_next_due_and_expedited(self._names(), **self._constraint_args())
-                self._next_due, self._expedited_waiting = due if due is not None else (None, False)
+                if self._next_due is None and not self._must_ask:
+                    # Idle, and a work change arrived (new work, most likely due now): claim
+                    # at once, and ask when work is due only if the claim comes back short.
+                    # Saves a round trip between an enqueue and its start. Expedited work is
+                    # claimed with the rest here: every slot but the reserved ones is free.
+                    self._next_due, self._expedited_waiting = now, False
+                    self._must_ask = True
+                else:
+                    due = self._storage.work_next_due_and_expedited(self._names(), **self._constraint_args())
+                    self._next_due, self._expedited_waiting = due if due is not None else (None, False)
+                    self._must_ask = False
             if self._next_due is not None and self._next_due <= now:
                 want_expedited = self._expedited_waiting
                 # With only the reserved slots free, ordinary work waits for a finished run
