@@ -197,9 +197,9 @@ class WorkManager:
     def _drop_out_of_quota(self, tx: Transaction, rows: list[NewWork]) -> list[NewWork]:
         """Expedited requests with OutOfQuotaPolicy.DROP_WORK_REQUEST are not enqueued while the
         expedited quota is used up (Android: "no work requests are enqueued")."""
-        drop = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
-        if not any(r.expedited and r.out_of_quota_policy == drop for r in rows):
+        if not _may_drop_out_of_quota(rows):
             return rows
+        drop = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
         window_start = rows[0].created_at - to_ms(self.configuration.expedited_quota_window)
         if tx.expedited_usage_since(window_start) < to_ms(self.configuration.expedited_quota):
             return rows
@@ -219,6 +219,11 @@ class WorkManager:
         return transaction_on(connection)  # type: ignore[no-any-return]
 
     def _insert(self, rows: list[NewWork], connection: Any = None) -> None:
+        if connection is None and not self._inline and not _may_drop_out_of_quota(rows):
+            # Nothing to read or decide first: the storage's shortest way to insert.
+            self._storage.work_insert_alone(rows)
+            self._changed()
+            return
         with self._transaction(connection) as tx:
             rows = self._drop_out_of_quota(tx, rows)
             if not rows:
@@ -645,3 +650,9 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise ValueError(f"not a work id (uuid): {value!r}") from None
+
+
+def _may_drop_out_of_quota(rows: list[NewWork]) -> bool:
+    """Whether any row is expedited work that OutOfQuotaPolicy.DROP_WORK_REQUEST may drop."""
+    drop = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
+    return any(r.expedited and r.out_of_quota_policy == drop for r in rows)

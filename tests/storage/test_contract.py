@@ -232,6 +232,16 @@ def test_inserting_an_existing_id_raises_and_writes_nothing(storage: Storage) ->
     assert state_of(storage, "c") == ENQUEUED
 
 
+def test_a_row_inserted_alone_reads_back_with_its_tags_and_a_duplicate_raises(storage: Storage) -> None:
+    storage.work_insert_alone([work("a", tags=("t", "u"))])
+    assert [r.id for r in storage.work_info_by_tag("u")] == ["a"]
+    with pytest.raises(errors.WorkAlreadyExistsError):
+        storage.work_insert_alone([work("a", tags=("v",))])
+    assert storage.work_info_by_tag("v") == []
+    storage.work_insert_alone([work("b"), work("c", tags=("t",))])  # several: one transaction
+    assert sorted(r.id for r in storage.work_info_by_tag("t")) == ["a", "c"]
+
+
 def test_many_rows_insert_in_one_transaction(storage: Storage) -> None:
     rows = [work(tags=("bulk",)) for _ in range(500)]
     insert(storage, *rows)
@@ -787,6 +797,10 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         insert(other, work("theirs"))
         assert heard.wait(5), "another storage's commit was not heard"
         assert kinds[-1] is True, "an enqueue is a work change"
+        heard.clear()
+        other.work_insert_alone([work("alone")])
+        assert heard.wait(5), "an insert on its own was not heard"
+        assert kinds[-1] is True
         # The listening connection is killed: it reconnects and reports a change at once.
         heard.clear()
         backend.sql(

@@ -677,6 +677,21 @@ class PostgresStorage(DashboardReads):
                         raise error from exc
                 raise
 
+    def work_insert_alone(self, rows: list[NewWork]) -> None:
+        """work_insert in a transaction of its own. One plain row (no unique name, no
+        prerequisite) is one autocommitted statement: the common enqueue's one round trip."""
+        if len(rows) != 1 or rows[0].names or rows[0].prerequisites:
+            with self.transaction() as tx:
+                tx.work_insert(rows)
+            return
+        row = rows[0]
+        params = (*_insert_params(row), list(row.tags), self.channel, f"{self._token}:{_WORK}")
+        try:
+            with self._pool.connection() as conn:
+                conn.execute(_Q["work_insert_alone"], params)
+        except psycopg.errors.UniqueViolation as exc:
+            raise _already_exists(exc) from exc
+
     @contextmanager
     def transaction_on(self, connection: psycopg.Connection[Any]) -> Iterator[PostgresTransaction]:
         """Write inside the caller's own connection and transaction (transactional enqueue).

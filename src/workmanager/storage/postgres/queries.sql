@@ -19,6 +19,24 @@ INSERT INTO workspec (
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
     %s, %s, %s, %s, %s);
 
+-- name: work_insert_alone
+-- work_insert of one row with its tags, committed on its own (an autocommit statement): the
+-- common enqueue in one statement and one round trip. Parameters as work_insert's, then the
+-- tags as an array, then the notification's channel and payload.
+WITH inserted AS (
+    INSERT INTO workspec (
+        id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
+        required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+        requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
+        minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
+        cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+        %s, %s, %s, %s, %s, %s)
+    RETURNING id),
+tagged AS (
+    INSERT INTO worktag (tag, work_id) SELECT tag, inserted.id FROM inserted, unnest(%s::text[]) AS tag)
+SELECT pg_notify(%s, %s) FROM inserted;
+
 -- name: work_insert_many
 -- work_insert for a batch in one statement: each parameter is the column of that name, as an
 -- array over the batch (the server inserts rows, not statements: several times faster).

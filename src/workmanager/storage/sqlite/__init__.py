@@ -561,6 +561,11 @@ class SqliteStorage(DashboardReads):
             if changes:
                 self._notify(work=tx.work_changed)
 
+    def work_insert_alone(self, rows: list[NewWork]) -> None:
+        """work_insert in a transaction of its own."""
+        with self.transaction() as tx:
+            tx.work_insert(rows)
+
     def _notify(self, *, work: bool) -> None:
         try:
             if work and self._notify_fd >= 0:
