@@ -288,3 +288,20 @@ def test_an_in_memory_database_starts_empty_each_time():
     finally:
         first.close()
         second.close()
+
+
+def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    storage = open_storage(str(path), Configuration())
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with storage.transaction() as tx:  # waits for the lock, then writes
+            tx.preference_set("k", 1)
+    finally:
+        release.join()
+        other.close()
+    assert storage.preference_get("k") == 1
+    storage.close()
