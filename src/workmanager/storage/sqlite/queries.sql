@@ -282,9 +282,12 @@ RETURNING id, state;
 -- name: work_prune_finished
 -- Finished work none of whose dependents is unfinished; :older_than limits it to work whose
 -- last enqueue plus its retention is older than that (automatic pruning), NULL prunes all.
-DELETE FROM workspec
+-- One range on workspec_finished_expiry either way (an "IS NULL OR" would hide the index;
+-- without INDEXED BY the planner prefers the equality on state of workspec_state_next_run,
+-- which walks every finished row).
+DELETE FROM workspec INDEXED BY workspec_finished_expiry
 WHERE state IN (2, 3, 5)
-  AND (:older_than IS NULL OR last_enqueue_time + minimum_retention_ms < :older_than)
+  AND last_enqueue_time + minimum_retention_ms < coalesce(:older_than, 9223372036854775807)
   AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec w2 ON w2.id = d.work_id
                   WHERE d.prerequisite_id = workspec.id AND w2.state NOT IN (2, 3, 5));
 
