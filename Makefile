@@ -35,9 +35,9 @@ chromium:
 
 test: lint typecheck chromium unit
 
-# SQLite, then PostgreSQL on the machine's server ($$WMBENCH_POSTGRES to change it), then
-# scale (100,000 rows and a 100,000-job drain here; `make bench-scale` for 1,000,000); one
-# summary table at the end. docs/benchmarks.md has the figures and how they were taken.
+# SQLite, then PostgreSQL (a throwaway cluster of its own, or $$WMBENCH_POSTGRES), then scale
+# (100,000 rows and a 100,000-job drain here; `make bench-scale` for 1,000,000); one summary
+# table at the end. docs/benchmarks.md has the figures and how they were taken.
 bench: $(STAMP)
 	$(BIN)/python -m bench.all
 

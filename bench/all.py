@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import pgbench, wmbench
+from bench import pgbench, pgserver, wmbench
 from bench.util import PROJECT_ROOT
 
 
@@ -73,8 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-drain", type=int, default=100_000, help="jobs for the RSS drain (issue: 1,000,000)"
     )
     p.add_argument("--skip", default="", help="comma-separated: sqlite, postgres, scale")
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("WMBENCH_POSTGRES", ""),
+        help="PostgreSQL server (default: a throwaway cluster of our own, as the harness uses)",
+    )
     args = p.parse_args(argv)
     skip = set(args.skip.split(","))
+    needs_pg = not {"postgres", "scale"} <= skip
+    with pgserver.server(args.pg_url if needs_pg else "unused") as url:
+        if url != args.pg_url and needs_pg:
+            print(f"throwaway PostgreSQL cluster at {url}", flush=True)
+        args.pg_url = url
+        return run_all(args, skip)
+
+
+def run_all(args: argparse.Namespace, skip: set[str]) -> int:
     codes: dict[str, int] = {}
     scale_lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="wm-bench-all-") as tmp:
@@ -82,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         if "sqlite" not in skip:
             codes["sqlite"] = run("bench.wmbench", ["--n", str(args.n), "--out", os.fspath(sqlite_json)])
         if "postgres" not in skip:
-            codes["postgres"] = run("bench.pgbench", ["--n", str(args.pg_n), "--out", os.fspath(pg_json)])
+            codes["postgres"] = run(
+                "bench.pgbench", ["--n", str(args.pg_n), "--url", args.pg_url, "--out", os.fspath(pg_json)]
+            )
         if "scale" not in skip:
             codes["scale"], scale_lines = run_captured(
-                "bench.scale", ["--rows", str(args.scale_rows), "--drain", str(args.scale_drain)]
+                "bench.scale",
+                ["--rows", str(args.scale_rows), "--drain", str(args.scale_drain), "--url", args.pg_url],
             )
         rows: list[tuple[str, ...]] = []
         if sqlite_json.exists():

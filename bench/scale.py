@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import util
+from bench import pgserver, util
 
 SMALL = 1_000
 FILL_CHUNK = 10_000
@@ -381,7 +381,7 @@ def drain_memory(
         wm.close()
     log(f"enqueued {jobs:,} jobs for the drain in {time.perf_counter() - t0:.1f} s")
     mark_dir = folder / "drain-marks"
-    mark_dir.mkdir()
+    mark_dir.mkdir(parents=True)
     proc = util.spawn("bench.wmbench_worker", [url], mark_dir, folder / "drain-worker.log")
     samples: list[tuple[float, int, int]] = []  # (seconds, jobs done, RSS KiB)
     t0 = time.perf_counter()
@@ -416,6 +416,7 @@ def drain_memory(
 
 
 def run_sqlite(args: argparse.Namespace, folder: Path, ops: Ops, log: Callable[[str], None]) -> list[str]:
+    folder.mkdir()
     small = Db("sqlite small", os.fspath(folder / "small.db"), SMALL)
     big = Db("sqlite big", os.fspath(folder / "big.db"), args.rows)
     out: list[str] = []
@@ -453,6 +454,7 @@ def run_postgres(args: argparse.Namespace, folder: Path, ops: Ops, log: Callable
     from bench.pgbench import fresh_schema, schema_url
 
     out: list[str] = []
+    folder.mkdir()
     with fresh_schema(args.url) as s_schema, fresh_schema(args.url) as b_schema:
         small = Db("postgres small", schema_url(args.url, s_schema), SMALL)
         big = Db("postgres big", schema_url(args.url, b_schema), args.rows)
@@ -498,7 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4, help="alternations between the two databases")
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument(
-        "--url", default=os.environ.get("WMBENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+        "--url",
+        default=os.environ.get("WMBENCH_POSTGRES", ""),
+        help="PostgreSQL server (default: a throwaway cluster of our own, bench/pgserver.py)",
     )
     p.add_argument("--dir", default=os.environ.get("WMBENCH_DIR"), help="where the SQLite files go")
     args = p.parse_args(argv)
@@ -519,9 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends.split(","):
             ops = Ops(threshold_ms)
             if backend == "sqlite":
-                out += ["", *run_sqlite(args, folder, ops, log)]
+                out += ["", *run_sqlite(args, folder / "sqlite", ops, log)]
             elif backend == "postgres":
-                out += ["", *run_postgres(args, folder, ops, log)]
+                with pgserver.server(args.url) as args.url:
+                    out += ["", *run_postgres(args, folder / "postgres", ops, log)]
             elif backend:
                 p.error(f"--backends: unknown backend {backend!r}")
     finally:

@@ -30,7 +30,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.pgserver import ThrowawayPostgres
 from bench.util import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -103,51 +103,6 @@ def copy_harness(harness: Path, into: Path) -> Path:
     with open(dest / "adapters" / "__init__.py", "a") as f:
         f.write(REGISTER)
     return into
-
-
-class ThrowawayPostgres:
-    """A PostgreSQL cluster of our own under ``folder``, on a free loopback port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.bindir = Path(
-            os.environ.get("PG_BIN") or subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
-        )
-        self.folder = folder
-        self.data = folder / "pgdata"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-
-    def _run(self, *cmd: str) -> None:
-        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*as_user, *cmd], check=True, stdout=subprocess.DEVNULL)
-
-    def start(self) -> str:
-        self.data.mkdir(parents=True)
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            shutil.chown(self.folder, "postgres")
-            shutil.chown(self.data, "postgres")
-        self._run(
-            os.fspath(self.bindir / "initdb"), "-D", os.fspath(self.data), "-U", "postgres", "--auth=trust"
-        )
-        opts = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=on"
-        log = os.fspath(self.data / "logfile")
-        self._run(
-            os.fspath(self.bindir / "pg_ctl"),
-            "-D",
-            os.fspath(self.data),
-            "-l",
-            log,
-            "-w",
-            "-o",
-            opts,
-            "start",
-        )
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run(os.fspath(self.bindir / "pg_ctl"), "-D", os.fspath(self.data), "-m", "fast", "stop")
 
 
 # ---- the side-by-side table ---------------------------------------------------------------
