@@ -70,12 +70,22 @@ def plan(tmp_path, query: str) -> list[str]:
         ("work_graph_nodes", "dependency_prerequisite (prerequisite_id=?)"),
         ("work_oldest_due", "workspec_state_next_run (state=?)"),
         ("work_prune_finished", "workspec_finished_expiry"),
+        ("work_trigger_waiting", "workspec_trigger_waiting"),
     ],
 )
 def test_hot_queries_search_their_index(tmp_path, query, index):
     steps = plan(tmp_path, query)
     assert any(index in step for step in steps), steps
-    assert not any(step.startswith("SCAN workspec") or step.startswith("SCAN w ") for step in steps), steps
+    assert not any(scans_work_table(step) for step in steps), steps
+
+
+#: Partial indexes hold only the rows their queries want: reading one whole is no table scan.
+PARTIAL_INDEXES = ("workspec_expedited_due", "workspec_trigger_waiting", "workspec_running")
+
+
+def scans_work_table(step: str) -> bool:
+    scan = step.startswith(("SCAN workspec", "SCAN w "))
+    return scan and not any(f"INDEX {index}" in step for index in PARTIAL_INDEXES)
 
 
 def test_automatic_pruning_reads_only_expired_finished_rows_on_sqlite(tmp_path):
@@ -103,3 +113,9 @@ def test_automatic_pruning_has_an_index_path_on_postgres():
     text = "\n".join(steps)
     assert "workspec_finished_expiry" in text, text
     assert "Seq Scan on workspec" not in text, text
+
+
+def test_next_due_asks_the_expedited_index_whether_expedited_work_waits(tmp_path):
+    """Not a walk of every waiting row looking for an expedited one (none may be there)."""
+    steps = plan(tmp_path, "work_next_due")
+    assert any("workspec_expedited_due" in step for step in steps), steps
