@@ -13,7 +13,9 @@
    ``work_succeed_many``, one transaction each), ``get_work_info_by_id`` and
    ``get_work_infos_by_tag`` (public API, 10 rows), and ``prune`` (the automatic pruning
    pass, ``work_prune_finished(older_than=now - prune_threshold)``, with 10 rows due for
-   deletion). Median per operation on each database, and big/small.
+   deletion), and two reads a running worker makes after work changes: ``next_due`` (the
+   dispatcher's ``work_next_due_and_expedited``) and ``trigger_waiting`` (the trigger
+   watcher's ``work_trigger_waiting``). Median per operation on each database, and big/small.
 3. The query plan of every statement those operations ran on the big database
    (``EXPLAIN QUERY PLAN`` / ``EXPLAIN``), captured from the real calls.
 4. Memory: ``--drain`` no-op jobs enqueued, then one worker process
@@ -30,6 +32,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import statistics
 import sys
@@ -48,7 +51,16 @@ FILL_CHUNK = 10_000
 ROWS_PER_TAG = 10
 PRUNE_ROWS = 10
 FAR_FUTURE_MS = 10 * 365 * 86_400_000
-OPS = ("enqueue", "claim", "complete", "get_work_info_by_id", "get_work_infos_by_tag", "prune")
+OPS = (
+    "enqueue",
+    "claim",
+    "complete",
+    "get_work_info_by_id",
+    "get_work_infos_by_tag",
+    "prune",
+    "next_due",
+    "trigger_waiting",
+)
 
 
 def now_ms() -> int:
@@ -218,6 +230,18 @@ class Ops:
         if deleted != PRUNE_ROWS:
             raise RuntimeError(f"{db.label}: pruning deleted {deleted} rows, expected {PRUNE_ROWS}")
         return took
+
+    def next_due(self, db: Db) -> float:
+        """The dispatcher's read after a work change: when is the next work due, any expedited?"""
+        t = time.perf_counter()
+        db.storage.work_next_due_and_expedited(None)
+        return time.perf_counter() - t
+
+    def trigger_waiting(self, db: Db) -> float:
+        """The trigger watcher's read after a burst of commits: work waiting for a file change."""
+        t = time.perf_counter()
+        db.storage.work_trigger_waiting()
+        return time.perf_counter() - t
 
     def cycle(self, db: Db) -> dict[str, float]:
         return {op: getattr(self, op)(db) for op in OPS}
@@ -392,6 +416,8 @@ def drain_memory(
             rss = rss_kib(proc.pid)
             if rss is not None:
                 samples.append((time.perf_counter() - t0, jobs - left, rss))
+                if len(samples) % 20 == 1:  # progress, kept in the log if the run is cut short
+                    log(f"drain: {jobs - left:,} of {jobs:,} done, worker RSS {rss / 1024:.1f} MiB")
             if left == 0 or proc.poll() is not None:
                 break
             time.sleep(every)
@@ -507,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", default=os.environ.get("WMBENCH_DIR"), help="where the SQLite files go")
     args = p.parse_args(argv)
     from workmanager import Configuration
+
+    # A run stopped with SIGTERM (a background job ignores SIGINT) still stops its worker
+    # process and removes its databases (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     t_start = time.perf_counter()
 
