@@ -5,13 +5,16 @@ postgres@127.0.0.1:5432/test; every phase in a fresh schema, dropped after):
 
 1. enqueue one per call: ``wm.enqueue(request)`` vs raw ``INSERT`` + ``COMMIT`` per row;
 2. enqueue batched (1000 per call) vs raw ``executemany`` of 1000 rows in one transaction;
-3. drain of N no-op jobs by 1 and by 4 worker processes (``bench.wmbench_worker`` on the
-   URL) vs a bare claim loop per process: ``UPDATE ... WHERE id = (SELECT id ... FOR UPDATE
-   SKIP LOCKED LIMIT 1) RETURNING``, then ``DELETE``, each autocommitted;
+3. drain of N no-op jobs by 1, 2 and 4 worker processes (``--processes``;
+   ``bench.wmbench_worker`` on the URL) vs a bare claim loop per process: ``UPDATE ... WHERE
+   id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT k) RETURNING``, then ``DELETE``, each
+   autocommitted, with k = 100 (the batched floor, at every process count) and k = 1 (one
+   process, for reference);
 4. enqueue-to-start latency p50/p99 (100 jobs, 20 ms apart) with the worker in another
    process (woken by LISTEN/NOTIFY) vs a raw loop in another process that LISTENs and claims.
 
-Worker process for the floors: ``python -m bench.pgbench --raw-worker URL SCHEMA``.
+Worker process for the floors: ``python -m bench.pgbench --raw-worker URL SCHEMA [K]``.
+Prints a table and writes ``bench/results/pg-<date>.json`` (or ``--out``).
 """
 
 from __future__ import annotations

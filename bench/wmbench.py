@@ -7,7 +7,8 @@ with the library's default durability (WAL, synchronous=FULL):
 2. enqueue, batches of 1000 requests per call, vs raw ``executemany`` per chunk in one transaction;
 3. drain of N pre-enqueued no-op jobs by ONE worker process, vs a raw claim loop in a separate
    process claiming 1 job per transaction and 100 per transaction; rate = jobs / (first job
-   start -> the database shows 0 unfinished jobs);
+   start -> the database shows 0 unfinished jobs); then by 2 and 4 worker processes on the
+   same file (``--processes``) beside as many raw claim loops of 100;
 4. enqueue-to-start latency (200 jobs, 20 ms apart) with work run in the benchmark process and
    in another process, vs a raw claim loop polling ``PRAGMA data_version`` every 1 ms (in a
    thread, and in another process);
