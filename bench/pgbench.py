@@ -5,13 +5,16 @@ postgres@127.0.0.1:5432/test; every phase in a fresh schema, dropped after):
 
 1. enqueue one per call: ``wm.enqueue(request)`` vs raw ``INSERT`` + ``COMMIT`` per row;
 2. enqueue batched (1000 per call) vs raw ``executemany`` of 1000 rows in one transaction;
-3. drain of N no-op jobs by 1 and by 4 worker processes (``bench.wmbench_worker`` on the
-   URL) vs a bare claim loop per process: ``UPDATE ... WHERE id = (SELECT id ... FOR UPDATE
-   SKIP LOCKED LIMIT 1) RETURNING``, then ``DELETE``, each autocommitted;
+3. drain of N no-op jobs by 1, 2 and 4 worker processes (``--processes``;
+   ``bench.wmbench_worker`` on the URL) vs a bare claim loop per process: ``UPDATE ... WHERE
+   id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT k) RETURNING``, then ``DELETE``, each
+   autocommitted, with k = 100 (the batched floor, at every process count) and k = 1 (one
+   process, for reference);
 4. enqueue-to-start latency p50/p99 (100 jobs, 20 ms apart) with the worker in another
    process (woken by LISTEN/NOTIFY) vs a raw loop in another process that LISTENs and claims.
 
-Worker process for the floors: ``python -m bench.pgbench --raw-worker URL SCHEMA``.
+Worker process for the floors: ``python -m bench.pgbench --raw-worker URL SCHEMA [K]``.
+Prints a table and writes ``bench/results/pg-<date>.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ CREATE INDEX jobs_waiting ON jobs (id) WHERE state = 0;
 """
 RAW_INSERT = "INSERT INTO jobs (payload) VALUES (%s)"
 RAW_CLAIM = (
-    "UPDATE jobs SET state = 1 WHERE id = (SELECT id FROM jobs WHERE state = 0 ORDER BY id"
-    " FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, payload"
+    "UPDATE jobs SET state = 1 WHERE id IN (SELECT id FROM jobs WHERE state = 0 ORDER BY id"
+    " FOR UPDATE SKIP LOCKED LIMIT %s) RETURNING id, payload"
 )
-RAW_DONE = "DELETE FROM jobs WHERE id = %s"
+RAW_DONE = "DELETE FROM jobs WHERE id = ANY(%s)"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def schema_url(base: str, schema: str) -> str:
@@ -82,8 +86,8 @@ def cpu_of(conn: psycopg.Connection[Any], schema: str, pids: list[int]) -> tuple
     return workers, server
 
 
-def raw_worker(base: str, schema: str) -> None:
-    """The floor's worker: LISTEN, claim one job per autocommitted statement until SIGTERM."""
+def raw_worker(base: str, schema: str, batch: int = 1) -> None:
+    """The floor's worker: LISTEN, claim ``batch`` jobs per autocommitted statement until SIGTERM."""
     import signal
 
     stop = [False]
@@ -93,13 +97,14 @@ def raw_worker(base: str, schema: str) -> None:
     listener.execute("LISTEN jobs")
     print("worker started", flush=True)
     while not stop[0]:
-        row = conn.execute(RAW_CLAIM).fetchone()
-        if row is None:
+        rows = conn.execute(RAW_CLAIM, (batch,)).fetchall()
+        if not rows:
             for _ in listener.notifies(timeout=0.5, stop_after=1):
                 pass
             continue
-        util.mark(int(row[1]))
-        conn.execute(RAW_DONE, (row[0],))
+        for _, body in rows:
+            util.mark(int(body))
+        conn.execute(RAW_DONE, ([r[0] for r in rows],))
 
 
 def rate(done: int, seconds: float) -> dict[str, float]:
@@ -151,7 +156,7 @@ class PgBench:
 
     # -- drain ----------------------------------------------------------------------------
 
-    def drain(self, key: str, processes: int, *, raw: bool) -> None:
+    def drain(self, key: str, processes: int, *, raw: bool, batch: int = 1) -> None:
         from bench.wmjobs import manager, request
 
         with fresh_schema(self.base) as schema:
@@ -164,7 +169,7 @@ class PgBench:
                 with conn.transaction(), conn.cursor() as cur:
                     cur.executemany(RAW_INSERT, [(str(i),) for i in range(self.n)])
                 count_sql = "SELECT count(*) FROM jobs"
-                module, args = "bench.pgbench", ["--raw-worker", self.base, schema]
+                module, args = "bench.pgbench", ["--raw-worker", self.base, schema, str(batch)]
             else:
                 url += f"&application_name={app_name(schema)}"
                 wm = manager(url)
@@ -265,7 +270,7 @@ class PgBench:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--raw-worker":
-        raw_worker(argv[1], argv[2])
+        raw_worker(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else 1)
         return 0
     p = argparse.ArgumentParser(prog="python -m bench.pgbench", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -275,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only", default="enqueue,drain,latency", help="comma-separated phases (default: all three)"
     )
-    p.add_argument("--processes", default="1,4", help="worker process counts for the drain phase")
+    p.add_argument("--out", default="", help="results JSON (default bench/results/pg-<date>.json)")
+    p.add_argument("--processes", default="1,2,4", help="worker process counts for the drain phase")
     args = p.parse_args(argv)
     phases = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="pgbench-") as tmp:
@@ -284,13 +290,111 @@ def main(argv: list[str] | None = None) -> int:
             bench.enqueue()
         if "drain" in phases:
             for processes in (int(p) for p in args.processes.split(",")):
-                bench.drain(f"raw drain {processes} proc", processes, raw=True)
+                if processes == 1:  # the one-job-per-transaction floor, for reference
+                    bench.drain("raw drain 1 proc", 1, raw=True)
+                bench.drain(f"raw drain {processes} proc batch 100", processes, raw=True, batch=100)
                 bench.drain(f"wm drain {processes} proc", processes, raw=False)
         if "latency" in phases:
             bench.latency("raw latency process", raw=True)
             bench.latency("wm latency process", raw=False)
-    print(json.dumps(bench.results, indent=1))
+    load = os.getloadavg()
+    report = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n": args.n,
+        "url": args.url,
+        "server": server_facts(args.url),
+        "load_average": [round(x, 2) for x in load],
+        "results": bench.results,
+    }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = Path(args.out) if args.out else RESULTS_DIR / f"pg-{time.strftime('%Y-%m-%d')}.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print("\n".join(table(bench.results)))
+    print(
+        f"PostgreSQL {report['server']}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; results: {out}"
+    )
     return 0
+
+
+def server_facts(url: str) -> dict[str, str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {
+            k: str(conn.execute(f"SHOW {k}").fetchone()[0])  # type: ignore[index]
+            for k in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        }
+
+
+def _rate(fig: dict[str, Any] | None) -> str:
+    return "-" if not fig or "rate" not in fig else f"{fig['rate']:,.0f}"
+
+
+def _lat(fig: dict[str, Any] | None) -> str:
+    return "-" if not fig or "p50_ms" not in fig else f"{fig['p50_ms']:.2f} / {fig['p99_ms']:.2f}"
+
+
+def _pct(wm: dict[str, Any] | None, floor: dict[str, Any] | None, key: str, higher_better: bool) -> str:
+    if not wm or not floor or key not in wm or key not in floor or not wm[key] or not floor[key]:
+        return "-"
+    return f"{wm[key] / floor[key] * 100:.0f} %" if higher_better else f"{wm[key] / floor[key]:.1f}x"
+
+
+def rows(r: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """(workload, workmanager, floor, floor kind, wm vs floor) for the results present."""
+    g = r.get
+    out = [
+        (
+            "enqueue, 1 request per call (jobs/s)",
+            _rate(g("wm enqueue one/call")),
+            _rate(g("raw enqueue one/commit")),
+            "INSERT, autocommit per row",
+            _pct(g("wm enqueue one/call"), g("raw enqueue one/commit"), "rate", True),
+        ),
+        (
+            "enqueue, batches of 1000 (jobs/s)",
+            _rate(g("wm enqueue batch 1000")),
+            _rate(g("raw enqueue batch 1000")),
+            "executemany, 1 txn per chunk",
+            _pct(g("wm enqueue batch 1000"), g("raw enqueue batch 1000"), "rate", True),
+        ),
+    ]
+    counts = sorted({int(k.split()[2]) for k in r if k.startswith("wm drain ")})
+    for k in counts:
+        wm, floor = g(f"wm drain {k} proc"), g(f"raw drain {k} proc batch 100")
+        out.append(
+            (
+                f"drain, {k} worker process{'es' if k > 1 else ''} (jobs/s)",
+                _rate(wm),
+                _rate(floor),
+                f"{k} claim loop{'s' if k > 1 else ''}, 100 jobs per claim",
+                _pct(wm, floor, "rate", True),
+            )
+        )
+        if k == 1 and g("raw drain 1 proc"):
+            out.append(("", "", _rate(g("raw drain 1 proc")), "claim loop, 1 job per claim",
+                        _pct(wm, g("raw drain 1 proc"), "rate", True)))  # fmt: skip
+    out.append(
+        (
+            "latency cross-process, p50 / p99 (ms)",
+            _lat(g("wm latency process")),
+            _lat(g("raw latency process")),
+            "LISTEN + claim loop process",
+            _pct(g("wm latency process"), g("raw latency process"), "p50_ms", False),
+        )
+    )
+    return [row for row in out if row[1] != "-" or row[2] != "-"]
+
+
+def table(r: dict[str, dict[str, Any]]) -> list[str]:
+    headers = ("workload", "workmanager", "raw PostgreSQL floor", "floor", "wm vs floor")
+    body = rows(r)
+    widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    return [
+        "workmanager vs raw PostgreSQL, same run",
+        line(headers),
+        "-" * len(line(headers)),
+        *map(line, body),
+    ]
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ with the library's default durability (WAL, synchronous=FULL):
 2. enqueue, batches of 1000 requests per call, vs raw ``executemany`` per chunk in one transaction;
 3. drain of N pre-enqueued no-op jobs by ONE worker process, vs a raw claim loop in a separate
    process claiming 1 job per transaction and 100 per transaction; rate = jobs / (first job
-   start -> the database shows 0 unfinished jobs);
+   start -> the database shows 0 unfinished jobs); then by 2 and 4 worker processes on the
+   same file (``--processes``) beside as many raw claim loops of 100;
 4. enqueue-to-start latency (200 jobs, 20 ms apart) with work run in the benchmark process and
    in another process, vs a raw claim loop polling ``PRAGMA data_version`` every 1 ms (in a
    thread, and in another process);
@@ -61,6 +62,7 @@ class Bench:
         self.wm_error: str | None = None
         self.results: dict[str, Figure] = {}
         self.only: list[str] = []
+        self.processes: list[int] = [1, 2, 4]
         self.readers: dict[str, sqlite3.Connection] = {}
 
     # ---- plumbing ---------------------------------------------------------------------
@@ -215,44 +217,52 @@ class Bench:
         module: str,
         args: list[str],
         poll_s: float = 0.005,
+        processes: int = 1,
     ) -> Figure:
-        """Pre-enqueue, start one worker process, wait until nothing is unfinished."""
+        """Pre-enqueue, start ``processes`` worker processes, wait until nothing is unfinished."""
         mark_dir = self.root / name / "marks"
         mark_dir.mkdir()
         pre = self.timed_loop(self.n, self.chunk, prefill)
         total = pre["done"]
-        proc = util.spawn(module, args, mark_dir, self.root / name / "worker.log")
+        logs = [self.root / name / f"worker-{k}.log" for k in range(processes)]
+        procs = [util.spawn(module, args, mark_dir, log) for log in logs]
         spawned = now = time.time()
         left = total
         capped = False
-        cpu_from: tuple[int, float] | None = None  # (jobs left, worker CPU s) once work began
+        cpu_from: tuple[int, float] | None = None  # (jobs left, workers' CPU s) once work began
         cpu_to: float | None = None
+
+        def cpu() -> float | None:
+            used = [util.process_cpu_s(proc.pid) for proc in procs]
+            return None if None in used else sum(u for u in used if u is not None)
+
         try:
             while True:
                 left = unfinished()
                 now = time.time()
                 if cpu_from is None and left < total:
-                    cpu = util.process_cpu_s(proc.pid)
-                    cpu_from = (left, cpu) if cpu is not None else (0, math.nan)
+                    used = cpu()
+                    cpu_from = (left, used) if used is not None else (0, math.nan)
                 if left == 0 or (now - spawned > self.cap):
-                    cpu_to = util.process_cpu_s(proc.pid)
+                    cpu_to = cpu()
                 if left == 0:
                     break
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"worker exited with {proc.returncode} with {left} jobs unfinished:\n"
-                        + util.log_tail(self.root / name / "worker.log")
-                    )
+                for proc, log in zip(procs, logs, strict=True):
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"worker exited with {proc.returncode} with {left} jobs unfinished:\n"
+                            + util.log_tail(log)
+                        )
                 if now - spawned > self.cap:
                     capped = True
                     break
                 time.sleep(poll_s)
         finally:
-            stop_s = util.stop(proc)
+            stop_s = max(util.stop(proc) for proc in procs)
         starts = util.read_marks(mark_dir)
         records = util.count_marks(mark_dir)
         if not starts:
-            raise RuntimeError("no job started:\n" + util.log_tail(self.root / name / "worker.log"))
+            raise RuntimeError("no job started:\n" + util.log_tail(logs[0]))
         first, last = min(starts.values()), max(starts.values())
         done = total - left
         cpu_us = math.nan
@@ -262,6 +272,7 @@ class Bench:
             "rate": done / (now - first),
             "done": done,
             "enqueued": total,
+            "processes": processes,
             "seconds": now - first,
             "capped": capped,
             "boot_s": first - spawned,
@@ -273,8 +284,8 @@ class Bench:
             "worker_cpu_us_per_job": cpu_us,
         }
 
-    def raw_drain(self, batch: int) -> Figure:
-        name = f"raw-drain-{batch}"
+    def raw_drain(self, batch: int, processes: int = 1) -> Figure:
+        name = f"raw-drain-{batch}-x{processes}"
         path = os.fspath(self.phase_dir(name) / "raw.db")
         conn = rawsqlite.connect(path)
         reader = readonly(path)
@@ -285,15 +296,16 @@ class Bench:
                 lambda: rawsqlite.unfinished(reader),
                 "bench.rawsqlite",
                 [path, str(batch)],
+                processes=processes,
             )
         finally:
             reader.close()
             conn.close()
 
-    def wm_drain(self) -> Figure:
+    def wm_drain(self, processes: int = 1) -> Figure:
         from bench.wmjobs import manager, request
 
-        name = "wm-drain"
+        name = f"wm-drain-x{processes}"
         path = os.fspath(self.phase_dir(name) / "wm.db")
         wm = manager(path)
         try:
@@ -303,6 +315,7 @@ class Bench:
                 lambda: self.wm_unfinished(path, wm),
                 "bench.wmbench_worker",
                 [path],
+                processes=processes,
             )
         finally:
             dispose(wm)
@@ -548,6 +561,7 @@ def machine_facts(root: Path) -> dict[str, Any]:
         "data_dir": os.fspath(root),
         "filesystem": util.filesystem_of(root),
         "fsync_floor_per_s": util.fsync_floor(root),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
     return facts
 
@@ -602,6 +616,16 @@ def table_rows(r: dict[str, Figure]) -> list[tuple[str, str, str, str, str]]:
             "claim loop, 100 jobs per claim txn",
             ratio(g("wm_drain"), g("raw_drain_100"), "rate", True),
         ),
+        *(
+            (
+                f"drain, {k} worker processes (jobs/s)",
+                fmt_rate(g(f"wm_drain_{k}proc")),
+                fmt_rate(g(f"raw_drain_100_{k}proc")),
+                f"{k} claim loops, 100 jobs per claim txn",
+                ratio(g(f"wm_drain_{k}proc"), g(f"raw_drain_100_{k}proc"), "rate", True),
+            )
+            for k in sorted(int(key.split("_")[-1][:-4]) for key in r if key.startswith("wm_drain_"))
+        ),
         (
             "latency in-process, p50 / p99 (ms)",
             fmt_lat(g("wm_latency_in_process")),
@@ -627,7 +651,8 @@ NOTE = (
 
 def detail_lines(r: dict[str, Figure]) -> list[str]:
     out = [NOTE]
-    for key in ("wm_drain", "raw_drain_1", "raw_drain_100"):
+    drains = [k for k in r if k.startswith(("wm_drain", "raw_drain"))]
+    for key in drains:
         f = r.get(key)
         if f and "error" not in f:
             out.append(
@@ -636,6 +661,24 @@ def detail_lines(r: dict[str, Figure]) -> list[str]:
                 f"ack lag {f['ack_lag_ms']:.0f} ms; incl. boot {f['wall_rate_with_boot']:,.0f}/s; "
                 f"worker CPU {f['worker_cpu_us_per_job']:.0f} µs/job; "
                 f"re-runs {f['reruns']}; stop {f['worker_stop_s']:.2f} s"
+            )
+    for prefix, one in (("wm_drain", "wm_drain"), ("raw_drain_100", "raw_drain_100")):
+        counts = [(1, r.get(one))] + [
+            (int(k[len(prefix) + 1 : -4]), r[k])
+            for k in r
+            if k.startswith(prefix + "_") and k.endswith("proc")
+        ]
+        known = [(k, f) for k, f in counts if f and "error" not in f]
+        if len(known) > 1 and known[0][0] == 1:
+            base = known[0][1]["rate"]
+            out.append(
+                f"{prefix} by "
+                + "/".join(str(k) for k, _ in known)
+                + " processes: "
+                + " / ".join(f"{f['rate']:,.0f}" for _, f in known)
+                + " jobs/s ("
+                + ", ".join(f"{k}: {f['rate'] / base:.2f}x" for k, f in known[1:])
+                + " of 1 process)"
             )
     for key in ("wm_latency_in_process", "raw_latency_thread", "wm_latency_process", "raw_latency_process"):
         f = r.get(key)
@@ -677,7 +720,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"python {m['python']} | sqlite {m['sqlite']} | {m['platform']}",
         f"data {m['data_dir']} on {m['filesystem']['device']} ({m['filesystem']['fstype']}) | "
         f"write 4 KiB + fdatasync: {m['fsync_floor_per_s']:,.0f}/s at start, "
-        f"{m.get('fsync_floor_after_per_s', math.nan):,.0f}/s at end",
+        f"{m.get('fsync_floor_after_per_s', math.nan):,.0f}/s at end | load average "
+        f"{m.get('load_average_start', ['?'])[0]} at start, {m.get('load_average_end', ['?'])[0]} at end",
         f"workmanager {wmf.get('version', '?')} durability={wmf.get('durability', '?')} "
         f"(journal_mode={r.get('wm_enqueue_one', {}).get('journal_mode', '?')}) "
         f"max_concurrency={wmf.get('max_concurrency', '?')} | raw floor journal_mode="
@@ -735,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only", default="", help="run only phases whose name contains one of these (comma-separated)"
     )
+    p.add_argument("--processes", default="1,2,4", help="worker process counts for the multi-process drain")
+    p.add_argument("--out", default="", help="results JSON (default bench/results/<date>.json)")
     args = p.parse_args(argv)
 
     if args.dir:
@@ -751,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
 
     b = Bench(root, args.n, args.cap, args.chunk, args.latency_jobs, args.latency_gap_ms / 1000.0)
     b.only = [part for part in args.only.split(",") if part]
+    b.processes = [int(k) for k in args.processes.split(",") if k]
     wm_facts, b.wm_error = workmanager_facts()
     try:
         machine = machine_facts(root)
@@ -760,12 +807,17 @@ def main(argv: list[str] | None = None) -> int:
         b.run("raw_drain_1", lambda: b.raw_drain(1))
         b.run("raw_drain_100", lambda: b.raw_drain(100))
         b.run("wm_drain", b.wm_drain, needs_wm=True)
+        for k in b.processes:
+            if k > 1:  # several worker processes on one SQLite file, beside the floor's
+                b.run(f"raw_drain_100_{k}proc", lambda k=k: b.raw_drain(100, k))
+                b.run(f"wm_drain_{k}proc", lambda k=k: b.wm_drain(k), needs_wm=True)
         b.run("raw_latency_thread", lambda: b.raw_latency(True))
         b.run("wm_latency_in_process", lambda: b.wm_latency(True), needs_wm=True)
         b.run("raw_latency_process", lambda: b.raw_latency(False))
         b.run("wm_latency_process", lambda: b.wm_latency(False), needs_wm=True)
         b.run("wm_graph", b.wm_graph, needs_wm=True)
         machine["fsync_floor_after_per_s"] = util.fsync_floor(root)
+        machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         if args.keep:
             print(f"kept {root}", file=sys.stderr)
@@ -788,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print_report(report)
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"{dt.date.today().isoformat()}.json"
+    out = Path(args.out) if args.out else RESULTS_DIR / f"{dt.date.today().isoformat()}.json"
     out.write_text(json.dumps(finite(report), indent=2, default=str) + "\n")
     print(f"results: {out} (total {report['params']['runtime_s']:.0f} s)")
     return 1 if any("error" in f for f in b.results.values()) else 0

@@ -1,10 +1,15 @@
-"""The hot queries search an index; none scans the work table (SQLite's own query plans)."""
+"""The hot queries search an index; none scans the work table (the databases' own query plans)."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from test_contract import POSTGRES_URL, drop_schema, require_postgres
 
 from workmanager import Configuration
+from workmanager.storage.postgres import _Q as _PG_Q
+from workmanager.storage.postgres import PostgresStorage
 from workmanager.storage.sqlite import _Q, SqliteStorage, _constraint_params
 
 PARAMS = {
@@ -64,9 +69,53 @@ def plan(tmp_path, query: str) -> list[str]:
         ("workname_count_upto", "PRIMARY KEY (name=?)"),
         ("work_graph_nodes", "dependency_prerequisite (prerequisite_id=?)"),
         ("work_oldest_due", "workspec_state_next_run (state=?)"),
+        ("work_prune_finished", "workspec_finished_expiry"),
+        ("work_trigger_waiting", "workspec_trigger_waiting"),
     ],
 )
 def test_hot_queries_search_their_index(tmp_path, query, index):
     steps = plan(tmp_path, query)
     assert any(index in step for step in steps), steps
-    assert not any(step.startswith("SCAN workspec") or step.startswith("SCAN w ") for step in steps), steps
+    assert not any(scans_work_table(step) for step in steps), steps
+
+
+#: Partial indexes hold only the rows their queries want: reading one whole is no table scan.
+PARTIAL_INDEXES = ("workspec_expedited_due", "workspec_trigger_waiting", "workspec_running")
+
+
+def scans_work_table(step: str) -> bool:
+    scan = step.startswith(("SCAN workspec", "SCAN w "))
+    return scan and not any(f"INDEX {index}" in step for index in PARTIAL_INDEXES)
+
+
+def test_automatic_pruning_reads_only_expired_finished_rows_on_sqlite(tmp_path):
+    """Not every finished row: the pass runs every few minutes however many are kept."""
+    steps = plan(tmp_path, "work_prune_finished")
+    assert any("workspec_finished_expiry (<expr><?)" in step for step in steps), steps
+
+
+def test_automatic_pruning_has_an_index_path_on_postgres():
+    """With sequential scans priced out, the plan must still find one: the expiry index for the
+    finished rows and primary keys for their dependents (never a scan of the work table)."""
+    require_postgres()
+    import psycopg
+
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration()).close()
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("SET enable_seqscan = off")
+            cur = psycopg.ClientCursor(conn)
+            cur.execute("EXPLAIN " + _PG_Q["work_prune_finished"], {"older_than": 1})
+            steps = [row[0] for row in cur.fetchall()]
+    finally:
+        drop_schema(schema)
+    text = "\n".join(steps)
+    assert "workspec_finished_expiry" in text, text
+    assert "Seq Scan on workspec" not in text, text
+
+
+def test_next_due_asks_the_expedited_index_whether_expedited_work_waits(tmp_path):
+    """Not a walk of every waiting row looking for an expedited one (none may be there)."""
+    steps = plan(tmp_path, "work_next_due")
+    assert any("workspec_expedited_due" in step for step in steps), steps

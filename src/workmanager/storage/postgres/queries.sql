@@ -376,11 +376,15 @@ WHERE state = 1 AND runner_id IS NOT DISTINCT FROM %(runner_id)s::text
 RETURNING id, state;
 
 -- name: work_prune_finished
+-- One range on workspec_finished_expiry either way (an "IS NULL OR" would hide the index).
+-- A dependent's state is read by its primary key in a scalar subquery: as a join, the planner
+-- may hash every unfinished row of the table to check a handful of dependents.
 DELETE FROM workspec
 WHERE state IN (2, 3, 5)
-  AND (%(older_than)s::bigint IS NULL OR last_enqueue_time + minimum_retention_ms < %(older_than)s::bigint)
-  AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec w2 ON w2.id = d.work_id
-                  WHERE d.prerequisite_id = workspec.id AND w2.state NOT IN (2, 3, 5));
+  AND last_enqueue_time + minimum_retention_ms < coalesce(%(older_than)s::bigint, 9223372036854775807)
+  AND NOT EXISTS (SELECT 1 FROM dependency d
+                  WHERE d.prerequisite_id = workspec.id
+                    AND (SELECT w2.state FROM workspec w2 WHERE w2.id = d.work_id) NOT IN (2, 3, 5));
 
 -- name: preference_get
 SELECT value FROM preference WHERE key = %(key)s;

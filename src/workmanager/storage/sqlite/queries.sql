@@ -94,8 +94,10 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
 -- in order and stops at the first row it can run.
 SELECT next_run_time,
     -- Whether any expedited work waits (the partial index answers): if none, the dispatcher
-    -- skips the expedited claim.
-    EXISTS (SELECT 1 FROM workspec WHERE state = 0 AND expedited = 1) AS expedited_waiting
+    -- skips the expedited claim. INDEXED BY: left to itself the planner walks every waiting
+    -- row by workspec_state_next_run (state = 0) to look for one that is expedited.
+    EXISTS (SELECT 1 FROM workspec INDEXED BY workspec_expedited_due WHERE state = 0 AND expedited = 1)
+        AS expedited_waiting
 FROM workspec
 WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
       AND ((required_network_type = 0
@@ -282,9 +284,12 @@ RETURNING id, state;
 -- name: work_prune_finished
 -- Finished work none of whose dependents is unfinished; :older_than limits it to work whose
 -- last enqueue plus its retention is older than that (automatic pruning), NULL prunes all.
-DELETE FROM workspec
+-- One range on workspec_finished_expiry either way (an "IS NULL OR" would hide the index;
+-- without INDEXED BY the planner prefers the equality on state of workspec_state_next_run,
+-- which walks every finished row).
+DELETE FROM workspec INDEXED BY workspec_finished_expiry
 WHERE state IN (2, 3, 5)
-  AND (:older_than IS NULL OR last_enqueue_time + minimum_retention_ms < :older_than)
+  AND last_enqueue_time + minimum_retention_ms < coalesce(:older_than, 9223372036854775807)
   AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec w2 ON w2.id = d.work_id
                   WHERE d.prerequisite_id = workspec.id AND w2.state NOT IN (2, 3, 5));
 
@@ -370,7 +375,11 @@ SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;
 UPDATE workspec SET foreground = :foreground WHERE id = :id AND state = 1 AND run_token = :run_token;
 
 -- name: work_trigger_waiting
-SELECT id, trigger_paths, triggered_paths FROM workspec WHERE state = 0 AND trigger_paths IS NOT NULL;
+-- INDEXED BY: left to itself the planner walks every waiting row by workspec_state_next_run
+-- (state = 0) to find the few with trigger paths (seconds at a million waiting rows, re-read
+-- after every burst of commits by the trigger watcher).
+SELECT id, trigger_paths, triggered_paths FROM workspec INDEXED BY workspec_trigger_waiting
+WHERE state = 0 AND trigger_paths IS NOT NULL;
 
 -- name: work_trigger_fire
 -- A change under the work's trigger paths: due once changes pause for the update delay, and

@@ -61,6 +61,10 @@ CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
 -- The dashboard's work table, newest first, a page at a time (keyset on created_at, id).
 -- Written at insert only: created_at never changes, so claims and completions do not touch it.
 CREATE INDEX workspec_created ON workspec (created_at, id);
+-- Automatic pruning: finished rows by when their retention ends, so a pass reads only the
+-- rows it deletes, however many finished rows are still kept.
+CREATE INDEX workspec_finished_expiry ON workspec ((last_enqueue_time + minimum_retention_ms))
+    WHERE state IN (2, 3, 5);
 CREATE INDEX workspec_trigger_waiting ON workspec (id) WHERE state = 0 AND trigger_paths IS NOT NULL;
 
 -- Work by tag; removed with its work by the foreign key.

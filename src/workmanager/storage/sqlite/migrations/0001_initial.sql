@@ -59,6 +59,10 @@ CREATE INDEX workspec_running ON workspec (runner_id) WHERE state = 1;
 -- a WITHOUT ROWID index carries the primary key). Written at insert only: created_at never
 -- changes, so claims and completions do not touch it.
 CREATE INDEX workspec_created ON workspec (created_at);
+-- Automatic pruning: finished rows by when their retention ends, so a pass reads only the
+-- rows it deletes, however many finished rows are still kept.
+CREATE INDEX workspec_finished_expiry ON workspec (last_enqueue_time + minimum_retention_ms)
+    WHERE state IN (2, 3, 5);
 
 -- Work by tag. No foreign key and no index by work: every enqueue writes this table, and
 -- one B-tree less is one page less to write per commit. The row's own tags column says
