@@ -176,12 +176,12 @@ def side_by_side(adapters: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
             w, f = _w1(wm, key), _w1(floor, key)
             best = max(((_w1(adapters.get(p), key), p) for p in peers), key=lambda t: t[0] or -1.0)
             rows.append(_row(f"{label} {what}", w, f, "", best[0], best[1], higher_better=True))
-        w, _ = _w2(wm, "default")
+        w, wv = _w2(wm)
         f, fv = _w2(floor)
         peer_best = max(((*_w2(adapters.get(p)), p) for p in peers), key=lambda t: t[0] or -1.0)
         rows.append(
             _row(
-                f"{label} drain, one process /s",
+                f"{label} drain, one process /s ({wv})",
                 w,
                 f,
                 f"({fv})",
@@ -190,7 +190,7 @@ def side_by_side(adapters: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 higher_better=True,
             )
         )
-        lw, lf = _w3(wm, "default"), _w3(floor, "default")
+        lw, lf = _w3(wm), _w3(floor, "default")
         # Each peer at its best variant (lowest p50); the row's best peer is judged on p50 and
         # on p99 separately, since no one peer need lead on both.
         lp = [(lat, p) for p in peers if (lat := _w3(adapters.get(p))) is not None]
@@ -203,7 +203,7 @@ def side_by_side(adapters: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
             )
         rows.append(
             (
-                f"{label} enqueue→start p50 / p99 ms",
+                f"{label} enqueue→start p50 / p99 ms ({lw[2] if lw else '-'})",
                 _fmt_lat(lw),
                 _fmt_lat(lf),
                 peer_text,
@@ -238,7 +238,7 @@ HEADERS = ("workload", "workmanager", "floor", "best peer", "wm vs floor", "wm v
 NOTE = (
     "wm vs floor: throughput as % of the floor; latency as floor / wm for p50 and p99 (100 % = at the "
     "floor). wm vs best peer: > 1.00x means workmanager is better (latency: best peer p50 / wm p50 and "
-    "best peer p99 / wm p99). Peers at their best worker variant; workmanager at its defaults."
+    "best peer p99 / wm p99). Peers and workmanager each at their best worker variant (named in brackets)."
 )
 
 
