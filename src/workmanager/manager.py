@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
-from workmanager import errors
+from workmanager import errors, faults
 from workmanager.clock import to_ms
 from workmanager.config import Configuration
 from workmanager.continuation import CombineContinuationsWorker, WorkContinuation, one_time_requests
@@ -235,6 +235,8 @@ class WorkManager:
                 for row in rows:
                     if row.interval_ms and not row.initial_delay_ms and row.state == State.ENQUEUED.value:
                         tx.work_set_next_run_time_if_enqueued(row.id, row.created_at)
+            faults.hit("enqueue.before_commit")
+        faults.hit("enqueue.after_commit")
         self._changed()
 
     def _changed(self) -> None:
@@ -382,6 +384,8 @@ class WorkManager:
         now = self._clock.now_ms()
         with self._transaction(connection) as tx:
             done = apply(tx, now)
+            faults.hit("enqueue.before_commit")
+        faults.hit("enqueue.after_commit")
         running_here = [work_id for work_id, runner in done.cancelled if runner == self._engine.runner_id]
         if running_here:
             self._engine.stop_work(running_here, StopReason.CANCELLED_BY_APP)

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from workmanager import faults
 from workmanager.clock import to_ms
 from workmanager.config import Configuration
 from workmanager.data import Data
@@ -192,6 +193,7 @@ class Engine:
 
     def _start(self, run: _Run) -> Future[Result] | Outcome:
         assert run.worker is not None
+        faults.hit("run.before_user_fn")
         try:
             return run.worker.start_work()
         except Exception as exc:
@@ -206,6 +208,7 @@ class Engine:
         """Persist finished runs inside ``tx`` (several per transaction: a group commit)."""
         runs = [(c.id, c.run_token, c.is_periodic, outcome) for c, outcome in items]
         apply_outcomes(tx, runs, now=now, max_backoff_ms=self._max_backoff_ms)
+        faults.hit("complete.before_commit", len(items))
 
     # -- inline mode (the test manager) --------------------------------------------------------
 
@@ -368,6 +371,7 @@ class Engine:
 
     def _on_done(self, run: _Run, future: Future[Result]) -> None:
         assert run.worker is not None
+        faults.hit("run.after_user_fn")
         outcome = runner.outcome_of(run.worker, future, max_data_bytes=self._config.max_data_bytes)
         self._finish(run, outcome)
 
@@ -490,6 +494,8 @@ class Engine:
             raise
         # Observers hear of every turn; dispatchers (here and elsewhere) only of work changes.
         self._feed.bump(work=work_changed)
+        faults.hit("complete.after_commit", len(completions))
+        faults.hit("claim.after_commit", len(claimed))
         if want_claim:
             if full:
                 # A full claim means more may be waiting: claim again when slots free up,
@@ -566,6 +572,7 @@ class Engine:
                 for c in claimed:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)
+                faults.hit("claim.before_commit", len(claimed))
         return claimed, full, ordinary_free, tx.work_changed
 
     def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
@@ -651,6 +658,7 @@ class Engine:
                 self.stop_work([run.claimed.id], reason)
 
     def _heartbeat(self, now: int) -> None:
+        faults.hit("heartbeat")
         with self._storage.transaction() as tx:
             alive = tx.runner_heartbeat(self.runner_id, now)
             if not alive:

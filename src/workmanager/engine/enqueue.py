@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from workmanager import faults
 from workmanager.config import Configuration
 from workmanager.engine import records, schedule
 from workmanager.info import State, UpdateResult
@@ -179,6 +180,7 @@ def _apply_node(tx: Transaction, node: Node, done: Enqueued, *, now: int, config
             if decision.remove:
                 done.cancelled += tx.work_cancel_tree(list(decision.remove), now)
                 done.deleted += tx.work_delete(list(decision.remove))
+                faults.hit("unique.replace.mid")
             if decision.new_chain:
                 tx.uniquename_set_chain(node.name, ids[0])
             prerequisites = decision.prerequisites

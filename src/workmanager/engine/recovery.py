@@ -13,6 +13,7 @@ from functools import cache
 
 import psutil
 
+from workmanager import faults
 from workmanager.data import Data
 from workmanager.info import State
 from workmanager.storage.base import RunnerRow, Storage
@@ -131,6 +132,7 @@ class Rescuer:
                 for work_id, state in tx.work_rescue_runner(
                     rid, now=now, max_orphaned_runs=self._max, lost_output=self._lost_output
                 ):
+                    faults.hit("rescue.mid_batch")
                     if state == State.FAILED.value:
                         failed.append(work_id)
                         failed.extend(tx.dependency_fail_dependents(work_id, now))
@@ -157,4 +159,6 @@ class Pruner:
 
     def run_once(self, now: int) -> int:
         with self._storage.transaction() as tx:
-            return tx.work_prune_finished(older_than=now - self._threshold_ms)
+            deleted = tx.work_prune_finished(older_than=now - self._threshold_ms)
+            faults.hit("prune.mid", deleted)
+            return deleted

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from workmanager import faults
 from workmanager.data import Data
 from workmanager.engine import schedule
 from workmanager.info import State, StopReason
@@ -113,6 +114,7 @@ def apply_outcomes(
     if successes:
         assert is_legal(State.RUNNING, State.SUCCEEDED)
         tx.work_succeed_many(successes, now)
+        faults.hit("chain.unblock.mid", len(successes))
         tx.dependency_unblock_many([work_id for work_id, _, _ in successes], now)
 
 
@@ -137,6 +139,7 @@ def apply_outcome(
     if target is State.SUCCEEDED and isinstance(outcome, Succeeded):
         if not tx.work_succeed_if_running(work_id, run_token, outcome.output.to_json(), now):
             return Applied(False)
+        faults.hit("chain.unblock.mid")
         tx.dependency_unblock(work_id, now)
         return Applied(True, State.SUCCEEDED)
     if target is State.FAILED and isinstance(outcome, Failed):
@@ -163,6 +166,7 @@ def apply_outcome(
         # again as soon as its constraints hold.
         fields = f
         stop_reason = outcome.reason
+    faults.hit("periodic.reschedule.mid", is_periodic)
     next_run = (
         now if isinstance(outcome, Stopped) else schedule.next_run_time(fields, max_backoff_ms=max_backoff_ms)
     )
