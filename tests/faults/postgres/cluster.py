@@ -1,0 +1,127 @@
+"""A throw-away PostgreSQL server these tests may crash, stop and restart.
+
+Started from the binaries of ``pg_config --bindir`` in a temporary folder, on a port of its
+own, with fsync on (a crash restart must replay a real WAL). The machine's server is never
+touched. PostgreSQL refuses to run as root, so under root the server runs as the
+``postgres`` user (``runuser``); otherwise as the current user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+
+class Unavailable(RuntimeError):
+    """No PostgreSQL binaries (or no unprivileged user to run them as)."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bindir() -> Path:
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        raise Unavailable("pg_config is not on PATH")
+    out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+    bindir = Path(out.stdout.strip())
+    if not (bindir / "initdb").exists():
+        raise Unavailable(f"no initdb in {bindir}")
+    return bindir
+
+
+class ThrowawayCluster:
+    """One server in a temporary folder: start, crash-restart, stop for a while, delete."""
+
+    def __init__(self) -> None:
+        self.bindir = _bindir()
+        self.port = _free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="wm-pgcluster-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise Unavailable("running as root and there is no postgres user to run a server") from exc
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        #: Crash restarts and outages done so far, by kind.
+        self.faults: dict[str, int] = {"restart_immediate": 0, "stop_fast": 0}
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/test"
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=timeout, cwd=self.root)
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", *args)
+
+    def create(self) -> None:
+        # --no-sync only for initdb's own files; the server itself runs with fsync on.
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c shared_buffers=16MB -c max_connections=100"
+        )
+        self._pg_ctl("-o", options, "start")
+        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE test")
+
+    def crash_restart(self) -> None:
+        """``pg_ctl restart -m immediate``: every backend killed, WAL replayed at start."""
+        self._pg_ctl("restart", "-m", "immediate")
+        self.faults["restart_immediate"] += 1
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: the outage lasts until :meth:`start`."""
+        self._pg_ctl("stop", "-m", "fast")
+        self.faults["stop_fast"] += 1
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+                return
+            except psycopg.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def terminate_backends(self, where: str) -> int:
+        """``pg_terminate_backend`` every client backend of database test matching ``where``
+        (SQL over pg_stat_activity); the number terminated."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = 'test' AND pid <> pg_backend_pid() AND ({where})"
+            ).fetchall()
+        return sum(1 for r in rows if r[0])
+
+    def destroy(self) -> None:
+        try:
+            self._pg_ctl("stop", "-m", "immediate")
+        except subprocess.SubprocessError:
+            pass  # already stopped
+        shutil.rmtree(self.root, ignore_errors=True)
