@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit chromium bench bench-scale bench-harness clean
+.PHONY: demo test lint typecheck unit chromium bench bench-scale bench-harness soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ bench-scale: $(STAMP)
 # The shared harness (kept outside the project) with workmanager's adapter, beside the peers.
 bench-harness: $(STAMP)
 	$(BIN)/python -m bench.harness.run
+
+# The fault-injection soak tier (tests/faults, reliability.md §4): every scenario at N = 10,000
+# where the plan says so, seeded ($$WM_FAULT_SEED or SEED=), one table of figures at the end.
+# ONLY="name ..." runs some scenarios; SOAK_ARGS passes more flags (--backend sqlite, --n 1000).
+SEED ?= 20261129
+soak: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python -m faults.soak --seed $(SEED) $(if $(ONLY),--only $(ONLY)) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
