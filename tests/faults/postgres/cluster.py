@@ -8,6 +8,7 @@ touched. PostgreSQL refuses to run as root, so under root the server runs as the
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -15,9 +16,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
+
+from ..harness.target import Target
 
 
 class Unavailable(RuntimeError):
@@ -58,6 +63,11 @@ class ThrowawayCluster:
                 raise Unavailable("running as root and there is no postgres user to run a server") from exc
             os.chown(self.root, user.pw_uid, user.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
+        # Given on every start: a plain ``pg_ctl start`` would use the default port.
+        self._options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c shared_buffers=16MB -c max_connections=100"
+        )
         #: Crash restarts and outages done so far, by kind.
         self.faults: dict[str, int] = {"restart_immediate": 0, "stop_fast": 0}
 
@@ -77,11 +87,7 @@ class ThrowawayCluster:
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "-E", "UTF8", "--no-sync",
         )  # fmt: skip
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on "
-            "-c shared_buffers=16MB -c max_connections=100"
-        )
-        self._pg_ctl("-o", options, "start")
+        self._pg_ctl("-o", self._options, "start")
         with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE test")
 
@@ -96,7 +102,7 @@ class ThrowawayCluster:
         self.faults["stop_fast"] += 1
 
     def start(self) -> None:
-        self._pg_ctl("start")
+        self._pg_ctl("-o", self._options, "start")
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -125,3 +131,53 @@ class ThrowawayCluster:
         except subprocess.SubprocessError:
             pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_shared: ThrowawayCluster | None = None
+
+
+def shared_cluster() -> ThrowawayCluster:
+    """The one throw-away server of this process (created on first use, deleted at exit),
+    running: an earlier scenario may have left it stopped.
+
+    Raises :class:`Unavailable` without PostgreSQL binaries; callers skip, or fail under CI."""
+    global _shared
+    if _shared is None:
+        cluster = ThrowawayCluster()
+        try:
+            cluster.create()
+        except BaseException:
+            cluster.destroy()
+            raise
+        atexit.register(cluster.destroy)
+        _shared = cluster
+    try:
+        _shared.wait_ready(timeout=2)
+    except psycopg.Error:
+        _shared.start()
+        _shared.wait_ready()
+    return _shared
+
+
+class ClusterTarget(Target):
+    """The harness's :class:`Target`, on a fresh schema of a throw-away server."""
+
+    def __init__(self, cluster: ThrowawayCluster, workdir: Path) -> None:
+        self.backend = "postgres"
+        self.workdir = workdir
+        self.path = None
+        self.cluster = cluster
+        self.schema = f"wmfault_{uuid.uuid4().hex[:12]}"
+        self.url = f"{cluster.url}?schema={self.schema}"
+
+    def sql(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(
+            self.cluster.url, autocommit=True, options=f"-c search_path={self.schema}"
+        ) as pg:
+            cur = pg.execute(query.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+
+    def drop(self) -> None:
+        self.cluster.wait_ready()
+        with psycopg.connect(self.cluster.url, autocommit=True) as pg:
+            pg.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')

@@ -23,10 +23,23 @@ _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
 
 
+def classify(statement: str) -> str | None:
+    """Which of the library's statements a transaction ran: a claim, a completion, or neither."""
+    if "SET state = 1, run_attempt_count" in statement:
+        return "claim"
+    if "SET state = 2" in statement or "SET state = 3" in statement:
+        return "complete"
+    return None
+
+
 def _reset(sock: socket.socket) -> None:
-    """Close with an RST (linger 0), as a dropped connection looks to the peer."""
+    """Close with an RST (linger 0), as a dropped connection looks to the peer.
+
+    ``shutdown(SHUT_RD)`` first: a close alone does not wake a thread blocked in ``recv`` on
+    the socket, and the kernel keeps the connection open until that thread lets go."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:
@@ -60,6 +73,7 @@ class _Conn:
                 return
             self.server = socket.create_connection(self.proxy.upstream, timeout=10)
             self.server.settimeout(None)
+            self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._pump_server, daemon=True).start()
             self._pump_client()
         except OSError:
@@ -147,7 +161,7 @@ class PgProxy:
         self,
         upstream: tuple[str, int],
         *,
-        classify: Callable[[str], str | None] = lambda _: None,
+        classify: Callable[[str], str | None] = classify,
         seed: int = 0,
     ) -> None:
         self.upstream = upstream
