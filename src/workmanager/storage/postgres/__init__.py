@@ -555,6 +555,10 @@ class PostgresStorage(DashboardReads):
         self._leader_key = zlib.crc32(f"workmanager.leader.{self.schema}".encode())
         self._leader_conn: psycopg.Connection[Any] | None = None
         self._leader_mutex = threading.Lock()
+        # The leader is asked (try_lead) every rescue interval; silent for a lease, it is gone.
+        self._leader_idle_ms = int(
+            max(configuration.lease_timeout, 2 * configuration.rescue_interval).total_seconds() * 1000
+        )
         self._migrate()
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._conninfo,
@@ -586,6 +590,13 @@ class PostgresStorage(DashboardReads):
             try:
                 conn = self.connect(autocommit=True)
             except psycopg.Error:
+                return False
+            try:
+                conn.execute(_Q["leader_idle_timeout"], {"ms": str(self._leader_idle_ms)})
+            except psycopg.errors.UndefinedObject:
+                pass  # before PostgreSQL 14: only TCP keepalives free a partitioned leader's lock
+            except psycopg.Error:
+                conn.close()
                 return False
             row = conn.execute(_Q["leader_try_lock"], {"key": self._leader_key}).fetchone()
             if row is not None and row[0]:

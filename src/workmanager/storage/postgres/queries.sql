@@ -530,6 +530,12 @@ WHERE id = %(id)s AND state = 0 AND trigger_paths IS NOT NULL;
 -- lock; it is released when that process's connection closes, so a survivor takes over.
 SELECT pg_try_advisory_lock(%(key)s);
 
+-- name: leader_idle_timeout
+-- The server ends the leader's session (and so frees its lock) when the leader says nothing
+-- for this long: a leader cut off by a partition or paused keeps its TCP connection open
+-- in the server's eyes for hours, and no one else could rescue meanwhile. PostgreSQL 14+.
+SELECT set_config('idle_session_timeout', %(ms)s, false);
+
 -- name: work_release_unlaunched
 -- RUNNING rows claimed by this process that it is not running: a claim whose commit
 -- succeeded while its answer was lost (the database restarted). Back to ENQUEUED at once;
