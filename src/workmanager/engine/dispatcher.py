@@ -127,6 +127,9 @@ class Engine:
         self._timeout_s = (
             None if config.max_execution_time is None else config.max_execution_time.total_seconds()
         )
+        #: time.monotonic() when the last heartbeat the database confirmed was sent (_watch_lease).
+        self._lease_renewed = time.monotonic()
+        self._lease_watch_stop = threading.Event()
 
     # -- shared pieces -------------------------------------------------------------------------
 
@@ -276,8 +279,12 @@ class Engine:
             self._config.max_concurrency, thread_name_prefix="workmanager-worker"
         )
         now = self._clock.now_ms()
+        registering = time.monotonic()
         with self._storage.transaction() as tx:
             self._register(tx, now)
+        self._lease_renewed = registering
+        self._lease_watch_stop.clear()
+        threading.Thread(target=self._watch_lease, name="workmanager-lease", daemon=True).start()
         if self._leads():
             self._rescuer.run_once(now)
             self._pruner.run_once(now)
@@ -306,6 +313,7 @@ class Engine:
         self._stopping = True
         self._wakeup.set()
         self._thread.join()
+        self._lease_watch_stop.set()
         self.trackers.stop()
         self._triggers.stop()
         self._thread = None
@@ -659,12 +667,41 @@ class Engine:
 
     def _heartbeat(self, now: int) -> None:
         faults.hit("heartbeat")
+        sent = time.monotonic()
         with self._storage.transaction() as tx:
             alive = tx.runner_heartbeat(self.runner_id, now)
             if not alive:
                 # Someone judged us dead (we were paused past our lease): register again;
                 # the runs they took back are fenced off by their tokens.
                 self._register(tx, now)
+        self._lease_renewed = sent
+
+    def _watch_lease(self) -> None:
+        """Stop every run once this process has gone a lease without renewing it.
+
+        The database was unreachable, or the dispatcher is stuck in a call that never returns
+        (a partition that answers nothing): another process may have taken the work over by
+        now, so it must not go on running here too. Its own thread, because the dispatcher's
+        may be the one stuck. The runs' outcomes are fenced like any other."""
+        lease_s = self._config.lease_timeout.total_seconds()
+        check_s = self._config.heartbeat_interval.total_seconds()
+        while not self._lease_watch_stop.wait(check_s):
+            silent_s = time.monotonic() - self._lease_renewed
+            if silent_s <= lease_s:
+                continue
+            with self._lock:
+                ids = [
+                    i for i, r in self._running.items() if r.worker is not None and not r.worker.is_stopped
+                ]
+            if ids:
+                log.warning(
+                    "no heartbeat confirmed for %.1f s, over the %.1f s lease: stopping %d run(s) that "
+                    "another process may have taken over",
+                    silent_s,
+                    lease_s,
+                    len(ids),
+                )
+                self.stop_work(ids, StopReason.UNKNOWN)
 
     def _register(self, tx: Transaction, now: int) -> None:
         """This process's runner row: how others tell whether its work is still owned."""
