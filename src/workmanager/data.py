@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeAlias, Union
@@ -52,7 +53,13 @@ def _scalar_kind(key: str, value: object) -> type | None:
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise TypeError(f"Data key {key!r}: int {value} does not fit in 64 bits")
         return int
-    for kind in (float, str, bytes):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            # JSON has no NaN or Infinity: Python would write a non-standard token that other
+            # readers of the database (and PostgreSQL's jsonb) reject.
+            raise TypeError(f"Data key {key!r}: float {value} is not finite; use a finite float or None")
+        return float
+    for kind in (str, bytes):
         if isinstance(value, kind):
             return kind
     raise TypeError(

@@ -31,6 +31,7 @@ from workmanager.requests import (
     OutOfQuotaPolicy,
     PeriodicWorkRequest,
     WorkRequest,
+    check_label,
 )
 from workmanager.storage import open_storage
 from workmanager.storage.base import NewWork, Storage, Transaction
@@ -643,8 +644,7 @@ _MISSING = object()
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a unique work name must be a non-empty str, got {name!r}")
+    check_label("a unique work name", name)
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

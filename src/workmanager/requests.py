@@ -143,6 +143,30 @@ def _duration(name: str, value: timedelta | float | int | None, default: timedel
 _NO_CONSTRAINTS = Constraints()
 
 
+#: Longest tag or unique work name, in characters: PostgreSQL's btree entries (the unique
+#: index on names, the tag index) must stay under ~2,700 bytes, and 4-byte characters x 600 do.
+MAX_NAME_LENGTH = 600
+
+
+def check_label(what: str, value: object) -> str:
+    """A tag or unique work name: a non-empty str of at most MAX_NAME_LENGTH characters that
+    both backends can store (no NUL, which PostgreSQL text refuses; no lone surrogate, which
+    UTF-8 cannot encode). ValueError naming the field, the value and the limit otherwise."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty str, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{what} {value[:40]!r}... has {len(value)} characters, more than the limit of {MAX_NAME_LENGTH}"
+        )
+    if "\0" in value:
+        raise ValueError(f"{what} {value!r} contains a NUL character, which the database cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
 def worker_name_of(worker: type[ListenableWorker] | str) -> str:
     """The registry name a request refers to."""
     if isinstance(worker, str):
@@ -203,8 +227,7 @@ def _common(
         raise ValueError(f"tags must be a collection of str, got the str {tags!r}; wrap it: {{{tags!r}}}")
     tag_set = frozenset(tags)
     for tag in tag_set:
-        if not isinstance(tag, str) or not tag:
-            raise ValueError(f"tags must be non-empty str, got {tag!r}")
+        check_label("tags: a tag", tag)
     tag_set = tag_set | {name} if tag_set else frozenset((name,))
     constraints = constraints if constraints is not None else _NO_CONSTRAINTS
     if not isinstance(constraints, Constraints):
