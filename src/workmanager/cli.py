@@ -258,8 +258,16 @@ def dashboard(
         pass
 
 
+def _state_name(value: int) -> str:
+    """A state's name; a value no workmanager writes (a row corrupted by hand) is shown, not fatal."""
+    try:
+        return State(value).name
+    except ValueError:
+        return f"UNKNOWN({value})"
+
+
 def _counts(wm: WorkManager) -> dict[str, int]:
-    return {State(k).name: v for k, v in wm._storage.work_count_by_state().items()}
+    return {_state_name(k): v for k, v in wm._storage.work_count_by_state().items()}
 
 
 def _finished(wm: WorkManager) -> int:
@@ -307,7 +315,7 @@ def list_work(
         {
             "id": r["id"],
             "worker": r["worker_name"],
-            "state": State(r["state"]).name,
+            "state": _state_name(r["state"]),
             "attempts": r["run_attempt_count"],
             "next_run": _time(r["next_run_time"]) if r["state"] == State.ENQUEUED.value else "-",
             "created": _time(r["created_at"]),
@@ -536,7 +544,7 @@ def diagnose(wm: WorkManager, *, now_ms: int, oldest: int = 5) -> dict[str, Any]
     unrunnable = {} if any_name else {n: c for n, c in waiting_names.items() if n not in runnable}
     return {
         "database": wm.database,
-        "counts": {State(k).name: v for k, v in sorted(storage.work_count_by_state().items())},
+        "counts": {_state_name(k): v for k, v in sorted(storage.work_count_by_state().items())},
         "workers": [
             {
                 "id": r.id,
