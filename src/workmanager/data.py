@@ -94,7 +94,7 @@ def _encode(value: Value) -> Any:
 
 def _decode(value: Any) -> Value:
     if isinstance(value, dict):
-        return base64.b64decode(value["$b"])
+        return base64.b64decode(value["$b"], validate=True)
     if isinstance(value, list):
         return tuple(_decode(v) for v in value)  # type: ignore[misc]
     return value  # type: ignore[no-any-return]

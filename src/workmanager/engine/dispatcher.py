@@ -181,10 +181,12 @@ class Engine:
     ) -> _Run | Outcome:
         try:
             input_data = runner.merged_input(claimed, prerequisite_outputs)
+            # In the try too: a row corrupted from outside (an id that is no uuid) must fail
+            # alone, not the turn that claimed it (and every turn after).
+            params = runner.params_for(claimed, input_data)
         except Exception as exc:
-            log.exception("merging inputs of %s failed", claimed.id)
+            log.exception("reading the input of %s failed", claimed.id)
             return Failed(runner.error_output(exc))
-        params = runner.params_for(claimed, input_data)
         params.background_executor = None if inline else self._executor
         params.progress_updater = self._progress_updater(claimed)
         params.foreground_updater = self._foreground_updater(claimed)

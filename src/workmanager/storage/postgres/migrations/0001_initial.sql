@@ -46,7 +46,16 @@ CREATE TABLE workspec (
     orphan_count              INTEGER NOT NULL DEFAULT 0, -- runs lost to dead processes in a row
     created_at                BIGINT NOT NULL,
     finished_at               BIGINT,
-    started_at                BIGINT                     -- when its latest run was claimed (dashboard history)
+    started_at                BIGINT,                     -- when its latest run was claimed (dashboard history)
+    -- As in SQLite's schema: what the claim reads for every waiting row is refused here when
+    -- it could not be read there (one corrupted row would otherwise stop every worker).
+    CHECK (state BETWEEN 0 AND 5),
+    CHECK (backoff_policy IN (0, 1)),
+    CHECK (required_network_type BETWEEN 0 AND 5),
+    CHECK (jsonb_typeof(tags::jsonb) = 'array'),
+    CHECK (custom_constraints IS NULL OR jsonb_typeof(custom_constraints::jsonb) = 'array'),
+    CHECK (trigger_paths IS NULL OR jsonb_typeof(trigger_paths::jsonb) = 'array'),
+    CHECK (triggered_paths IS NULL OR jsonb_typeof(triggered_paths::jsonb) = 'array')
 );
 
 -- The claim: ENQUEUED rows in start order, and nothing else (a partial index stays small

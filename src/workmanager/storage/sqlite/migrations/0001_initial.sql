@@ -44,7 +44,18 @@ CREATE TABLE workspec (
     orphan_count              INTEGER NOT NULL DEFAULT 0, -- runs lost to dead processes in a row
     created_at                INTEGER NOT NULL,
     finished_at               INTEGER,
-    started_at                INTEGER                     -- when its latest run was claimed (dashboard history)
+    started_at                INTEGER,                    -- when its latest run was claimed (dashboard history)
+    -- A row corrupted from outside must not stop every worker: the claim reads these columns
+    -- for all waiting rows (in SQL, or as each claimed row is decoded), so a value it could
+    -- not read is refused here rather than met there. Input, output and progress are read
+    -- per run: a malformed one fails that run only.
+    CHECK (state BETWEEN 0 AND 5),
+    CHECK (backoff_policy IN (0, 1)),
+    CHECK (required_network_type BETWEEN 0 AND 5),
+    CHECK (json_valid(tags) AND json_type(tags) = 'array'),
+    CHECK (custom_constraints IS NULL OR (json_valid(custom_constraints) AND json_type(custom_constraints) = 'array')),
+    CHECK (trigger_paths IS NULL OR (json_valid(trigger_paths) AND json_type(trigger_paths) = 'array')),
+    CHECK (triggered_paths IS NULL OR (json_valid(triggered_paths) AND json_type(triggered_paths) = 'array'))
 ) WITHOUT ROWID;
 
 -- The claim: ENQUEUED rows in start order. Also serves counts by state.

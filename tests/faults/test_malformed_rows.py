@@ -1,0 +1,175 @@
+"""Case 23: malformed rows already in the database (G10; River PR #1324).
+
+Good jobs share the database with rows corrupted by raw SQL after enqueue (invalid JSON,
+unknown worker, unknown state, absurd attempts, a far-future start, a dependency cycle, ...).
+Worker processes must run every good job, never run a bad row, end each bad row FAILED (or
+leave it waiting for a stated reason) and never exit. A database whose schema version is
+newer than the library's is refused at open.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workmanager import OneTimeWorkRequest, WorkInfo, WorkManager
+from workmanager.errors import SchemaTooNewError
+
+from .harness import registry
+from .harness.app import Mark
+from .harness.checker import Report, check
+from .harness.drive import drain, enqueue_jobs, manager, wait_until
+from .harness.registry import Context, scenario
+from .harness.target import POSTGRES_URL
+
+S = WorkInfo.State
+
+#: kind -> (the corruption, an UPDATE's SET clause; the states the row may end in).
+BAD_ROWS: dict[str, tuple[str, set[S]]] = {
+    "invalid_json_input": ("input = '{\"job\": '", {S.FAILED}),
+    "input_not_an_object": ("input = '[1, 2]'", {S.FAILED}),
+    "bytes_marker_not_base64": ('input = \'{"job": {"$b": "!!"}}\'', {S.FAILED}),
+    "unknown_worker_name": ("worker_name = 'no_such_worker'", {S.ENQUEUED}),  # not claimed (case 25)
+    "state_not_in_enum": ("state = 9", {None}),  # type: ignore[arg-type]  # never touched
+    "negative_attempt": ("run_attempt_count = -5", {S.SUCCEEDED}),
+    "huge_attempt": ("run_attempt_count = 2000000000", {S.SUCCEEDED, S.FAILED}),
+    "run_at_year_9999": ("next_run_time = 253402300799000", {S.ENQUEUED}),  # waits, as asked
+    "invalid_json_tags": ("tags = '[\"t\", '", {S.FAILED, S.SUCCEEDED}),
+    "invalid_json_custom_constraints": ("custom_constraints = '{nope'", {S.FAILED}),
+    "invalid_json_triggered_paths": ("triggered_paths = '[[['", {S.FAILED, S.SUCCEEDED}),
+    "unknown_input_merger": ("input_merger = 'os.system'", {S.SUCCEEDED}),  # one-time, no prerequisite
+    "unknown_backoff_policy": ("backoff_policy = 7", {S.FAILED, S.SUCCEEDED}),
+    "unknown_network_type": ("required_network_type = 42", {S.ENQUEUED, S.FAILED}),
+    "id_not_a_uuid": ("id = 'not-a-uuid'", {S.FAILED}),
+    "interval_zero_periodic_fields": ("interval_ms = 0, flex_ms = 0, period_count = 7", {S.SUCCEEDED}),
+    "stop_reason_unknown": ("stop_reason = 12345", {S.SUCCEEDED}),
+}
+
+
+def _bad_rows(ctx: Context, wm: WorkManager, refused: set[str]) -> dict[str, str]:
+    """Enqueue one job per kind, then corrupt it; kind -> work id (after the corruption)."""
+    ids = {}
+    for kind, (set_clause, _) in BAD_ROWS.items():
+        request = OneTimeWorkRequest(Mark, input_data={"job": f"bad_{kind}"}, tags={"bad"})
+        wm.enqueue(request)
+        try:
+            ctx.target.sql(f"UPDATE workspec SET {set_clause} WHERE id = ?", (str(request.id),))
+        except Exception as exc:  # sqlite3.IntegrityError, psycopg CheckViolation or a failed ::jsonb cast
+            if "constraint" not in str(exc).lower() and "invalid input syntax for type json" not in str(exc):
+                raise
+            refused.add(kind)  # the schema refuses the corruption: the row stays good
+            ids[kind] = str(request.id)
+            continue
+        ids[kind] = "not-a-uuid" if kind == "id_not_a_uuid" else str(request.id)
+    return ids
+
+
+@scenario("malformed_rows", case="23", title="malformed rows (raw SQL) among good jobs",
+          fast_n=200, soak_n=10_000, backends=("sqlite", "postgres"))  # fmt: skip
+def malformed_rows(ctx: Context) -> Report:
+    wm = manager(ctx)
+    try:
+        refused: set[str] = set()
+        bad = _bad_rows(ctx, wm, refused)
+        jobs = enqueue_jobs(wm, ctx.n, "g")
+        # A dependency cycle: two BLOCKED rows that wait on each other (never runnable).
+        a, b = (
+            OneTimeWorkRequest(Mark, input_data={"job": "bad_cycle_a"}),
+            OneTimeWorkRequest(Mark, input_data={"job": "bad_cycle_b"}),
+        )
+        wm.begin_with(a).then(b).enqueue()
+        ctx.target.sql(
+            "INSERT INTO dependency (work_id, prerequisite_id) VALUES (?, ?)", (str(a.id), str(b.id))
+        )
+        ctx.target.sql("UPDATE workspec SET state = 4 WHERE id = ?", (str(a.id),))
+    finally:
+        wm.close()
+    sup = ctx.supervisor(WM_CONCURRENCY="4")
+    procs = [sup.start_worker() for _ in range(2)]
+    report = Report()
+    wait_until(
+        lambda: all(sup.ledger.starts()[j] for j in jobs.values()),
+        max(120.0, ctx.n / 20),
+        "the good jobs",
+        ctx.seed,
+    )
+    exited = [p.pid for p in procs if p.poll() is not None]
+    if exited:
+        report.fail(f"workers {exited} exited (see {sup.workdir}/workers.log)")
+    starts = sup.ledger.starts()
+    for kind, work_id in bad.items():
+        rows = ctx.target.sql("SELECT state FROM workspec WHERE id = ?", (work_id,))
+        state = S(rows[0][0]) if rows and rows[0][0] in {s.value for s in S} else None
+        allowed = {S.SUCCEEDED} if kind in refused else BAD_ROWS[kind][1]
+        outcome = (
+            "REFUSED_BY_SCHEMA"
+            if kind in refused
+            else state.name
+            if state
+            else rows[0][0]
+            if rows
+            else "gone"
+        )
+        report.figures[f"bad_row:{kind}:{outcome}"] = 1
+        if state not in allowed:
+            report.fail(f"{kind}: ended {state.name if state else rows}, expected one of {allowed}")
+        ran = starts[f"bad_{kind}"]
+        if ran and S.SUCCEEDED not in allowed:
+            report.fail(f"{kind}: the bad row was executed")
+    for job in ("bad_cycle_a", "bad_cycle_b"):
+        if starts[job]:
+            report.fail(f"{job}: a row of a dependency cycle ran")
+    # The manager's own reads still work with the bad rows in place.
+    reader = manager(ctx)
+    try:
+        reader.get_work_infos_by_tag("bad")
+    except Exception as exc:
+        report.fail(f"reading the bad rows raised {type(exc).__name__}: {exc}")
+    finally:
+        reader.close()
+    drain_report = Report()
+    try:
+        ctx.target.sql(
+            "UPDATE workspec SET state = 5 WHERE state IN (0, 4) OR state NOT IN (0, 1, 2, 3, 4, 5)"
+        )
+        drain(ctx, sup)
+    except AssertionError as exc:
+        drain_report.fail(str(exc))
+    report.merge(drain_report)
+    report.merge(check(ctx.target, sup.ledger, jobs=jobs))
+    report.figures["enqueued"] = ctx.n + len(bad) + 2
+    report.figures["bad_rows"] = len(bad) + 2
+    return report
+
+
+def _require(backend: str) -> None:
+    if backend != "postgres":
+        return
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unreachable with CI set: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_case23_malformed_rows_never_run_or_stop_the_workers(tmp_path: Path, backend: str) -> None:
+    _require(backend)
+    report = registry.run("malformed_rows", backend, "fast", tmp_path)
+    report.assert_ok()
+
+
+def test_case23_a_database_of_a_newer_schema_version_is_refused_at_open(tmp_path: Path) -> None:
+    db = tmp_path / "work.db"
+    WorkManager(db).close()
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(SchemaTooNewError, match="999"):
+        WorkManager(db)
