@@ -19,7 +19,8 @@ Grammar (comma-separated)::
 
 ``probability`` defaults to 1. ``@nth`` fires only on the nth hit of the point in this
 process (``claim.after_commit=kill@3``). Draws come from ``random.Random`` seeded by
-``WORKMANAGER_FAULTS_SEED`` (default 0) and the pid, so a schedule can be replayed.
+``WORKMANAGER_FAULTS_SEED`` (default: the pid), so a schedule can be replayed; a supervisor
+gives each process it starts a seed of its own.
 
 When ``WORKMANAGER_FAULTS_LOG`` names a file, every fault that fires appends one JSON line
 (point, action, pid, wall and monotonic time) to it before acting, with ``O_APPEND``, so a
@@ -115,13 +116,13 @@ _rng = random.Random()
 _log_path: str | None = None
 
 
-def arm(spec: str, *, seed: int = 0, log_path: str | None = None) -> None:
+def arm(spec: str, *, seed: int | str | None = None, log_path: str | None = None) -> None:
     """Arm the points in ``spec`` (replacing any armed before); ``""`` disarms all."""
     global _armed, _log_path
     faults = parse(spec)
     with _lock:
         _hits.clear()
-        _rng.seed(f"{seed}:{os.getpid()}")
+        _rng.seed(str(os.getpid()) if seed is None else str(seed))
         _log_path = log_path
         _armed = faults
 
@@ -181,6 +182,6 @@ def _record(fault: Fault, n: int) -> None:
 if os.environ.get(ENV):
     arm(
         os.environ[ENV],
-        seed=int(os.environ.get(SEED_ENV, "0")),
+        seed=os.environ.get(SEED_ENV),
         log_path=os.environ.get(LOG_ENV) or None,
     )

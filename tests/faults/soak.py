@@ -78,7 +78,9 @@ def table(rows: list[tuple[str, dict[str, int]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", nargs="*", help="scenario names (default: all)")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], help="only this backend")
     parser.add_argument("--seed", type=int, default=registry.default_seed())

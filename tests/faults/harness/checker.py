@@ -8,6 +8,7 @@ database says how it all ended.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -167,3 +168,20 @@ def check(
 def count_faults(fault_log: Iterable[Mapping[str, Any]]) -> Counter[str]:
     """Faults by kind: sigkill, sigstop, sigterm, point:<name>:<action>, plus whatever scenarios log."""
     return Counter(str(f["kind"]) for f in fault_log if f["kind"] != "sigcont")
+
+
+def periods_doubled(
+    ledger: Ledger, jobs: Iterable[str], *, interval_s: float, fault_log: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """Periodic jobs that ran twice within one interval where no fault on the earlier run's
+    process explains it (G7: at most one run per period). A 10 % margin absorbs timer slack."""
+    hurt = hurt_pids(fault_log)
+    doubled = []
+    for job in jobs:
+        events = ledger.by_job().get(job, [])
+        ends = [e for e in events if e["event"] == "end"]
+        for earlier, later in itertools.pairwise(ends):
+            if later["t"] - earlier["t"] < 0.9 * interval_s and earlier["pid"] not in hurt:
+                doubled.append(job)
+                break
+    return doubled

@@ -44,7 +44,6 @@ class Supervisor:
             "WORKMANAGER_DATABASE": target.url,
             "LEDGER_DIR": str(self.ledger.directory),
             faults.LOG_ENV: str(self.fault_log),
-            faults.SEED_ENV: str(seed),
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
             **env,
         }
@@ -52,10 +51,16 @@ class Supervisor:
 
     # -- processes ----------------------------------------------------------------------------
 
-    def start_worker(self, *, faults_spec: str | None = None, **env: str) -> Proc:
+    def _child_env(self, faults_spec: str | None, env: dict[str, str]) -> dict[str, str]:
         child_env = {**self.env, **env}
         if faults_spec:
             child_env[faults.ENV] = faults_spec
+            # The n-th process started gets the n-th seed: the same run draws the same faults.
+            child_env[faults.SEED_ENV] = f"{self.seed}.{len(self.procs)}"
+        return child_env
+
+    def start_worker(self, *, faults_spec: str | None = None, **env: str) -> Proc:
+        child_env = self._child_env(faults_spec, env)
         proc = subprocess.Popen(
             [sys.executable, "-m", "workmanager.cli", "worker", self.app],
             env=child_env,
@@ -68,9 +73,7 @@ class Supervisor:
 
     def run_script(self, args: list[str], *, faults_spec: str | None = None, **env: str) -> Proc:
         """Start ``python <args>`` (a harness script such as enqueuer.py) with the same environment."""
-        child_env = {**self.env, **env}
-        if faults_spec:
-            child_env[faults.ENV] = faults_spec
+        child_env = self._child_env(faults_spec, env)
         proc = subprocess.Popen(
             [sys.executable, *args],
             env=child_env,
@@ -118,8 +121,9 @@ class Supervisor:
         restart: Callable[[], Proc] | None = None,
     ) -> int:
         """Until ``until()``: every ``every`` seconds (seeded) SIGKILL a random live worker and
-        start a replacement. Returns the number of kills."""
+        start a replacement (and replace any that died by themselves). Returns the number of kills."""
         restart = restart or self.start_worker
+        keep = len([p for p in self.alive() if p.args[-1] == self.app])
         kills = 0
         deadline = time.monotonic() + timeout
         while not until():
@@ -129,11 +133,38 @@ class Supervisor:
             while time.monotonic() < pause_until and not until():
                 time.sleep(0.05)
             victims = [p for p in self.alive() if p.args[-1] == self.app]
+            for _ in range(keep - len(victims)):  # some died by themselves (a fault point)
+                victims.append(restart())
             if victims and not until():
                 self.kill9(self.rng.choice(victims))
                 kills += 1
                 restart()
         return kills
+
+    def keep_alive(
+        self,
+        count: int,
+        until: Callable[[], bool],
+        *,
+        timeout: float = 600.0,
+        faults_spec: str | None = None,
+        **env: str,
+    ) -> int:
+        """Keep ``count`` workers running (replacing those that die, e.g. at an armed fault point)
+        until ``until()``; returns how many were started."""
+        mine: list[Proc] = []
+        started = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = [p for p in mine if p.poll() is None]
+            if until():
+                return started
+            if time.monotonic() > deadline:
+                raise AssertionError(f"keep_alive: not done after {timeout} s (seed {self.seed})")
+            while len(mine) < count:
+                mine.append(self.start_worker(faults_spec=faults_spec, **env))
+                started += 1
+            time.sleep(0.05)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

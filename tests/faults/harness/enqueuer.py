@@ -1,0 +1,73 @@
+"""A process that enqueues and says what it was told: run by scenarios that kill enqueuers.
+
+    python enqueuer.py MODE --acks FILE [--start I] [--count N] [--batch B] [--name NAME]
+
+Before each call it appends ``{"event": "try", "ids": [...]}`` to FILE and after the call
+returns ``{"event": "ack", ...}``: an id acknowledged must be in the database whatever
+happens next (G1); an id tried but not acknowledged when the process died may or may not
+be, depending on where it died. MODE:
+
+* ``plain``: ``count`` jobs, ``batch`` per ``enqueue()`` call (one transaction each).
+* ``chain``: chains of ``batch`` jobs (``begin_with(a).then(b)...``), one transaction each.
+* ``replace``: ``count`` calls of ``enqueue_unique_work(name, REPLACE, job)``.
+* ``forever``: like ``plain`` but until killed; writes ``{"event": "ready"}`` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from app import ALL, Mark, configuration  # type: ignore[import-not-found]
+from ledger import append  # type: ignore[import-not-found]
+
+from workmanager import ExistingWorkPolicy, OneTimeWorkRequest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["plain", "chain", "replace", "forever"])
+    parser.add_argument("--acks", required=True)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--name", default="unique")
+    parser.add_argument("--prefix", default="e")
+    args = parser.parse_args()
+
+    from workmanager import WorkManager
+
+    wm = WorkManager(os.environ["WORKMANAGER_DATABASE"], workers=list(ALL), configuration=configuration())
+    acks = args.acks
+    pid = os.getpid()
+
+    def job(i: int) -> OneTimeWorkRequest:
+        return OneTimeWorkRequest(Mark, input_data={"job": f"{args.prefix}{i}"})
+
+    if args.mode == "forever":
+        append(acks, {"event": "ready", "pid": pid})
+    i = args.start
+    while args.mode == "forever" or i < args.start + args.count:
+        size = 1 if args.mode == "replace" else args.batch
+        requests = [job(k) for k in range(i, i + size)]
+        ids = [str(r.id) for r in requests]
+        jobs = [f"{args.prefix}{k}" for k in range(i, i + size)]
+        append(acks, {"event": "try", "ids": ids, "jobs": jobs, "pid": pid})
+        if args.mode in ("plain", "forever"):
+            wm.enqueue(requests)
+        elif args.mode == "chain":
+            continuation = wm.begin_with(requests[0])
+            for r in requests[1:]:
+                continuation = continuation.then(r)
+            continuation.enqueue()
+        else:
+            wm.enqueue_unique_work(args.name, ExistingWorkPolicy.REPLACE, requests[0])
+        append(acks, {"event": "ack", "ids": ids, "jobs": jobs, "pid": pid})
+        i += size
+    wm.close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
