@@ -10,6 +10,8 @@ newer than the library's is refused at open.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,30 @@ def test_case23_a_database_of_a_newer_schema_version_is_refused_at_open(tmp_path
         conn.execute("PRAGMA user_version = 999")
     with pytest.raises(SchemaTooNewError, match="999"):
         WorkManager(db)
+
+
+def test_case23_a_worker_process_survives_a_row_whose_state_no_workmanager_writes(tmp_path: Path) -> None:
+    """The schema refuses such a row; one written with the checks switched off (a database
+    edited by hand, restored from elsewhere) must still not take the worker process down."""
+    import sqlite3
+
+    with registry.context("malformed_rows", "sqlite", "fast", tmp_path) as ctx:
+        wm = manager(ctx)
+        odd = OneTimeWorkRequest(Mark, input_data={"job": "odd"})
+        wm.enqueue(odd)
+        assert ctx.target.path is not None
+        with sqlite3.connect(ctx.target.path) as conn:
+            conn.execute("PRAGMA ignore_check_constraints = 1")
+            conn.execute("UPDATE workspec SET state = 9 WHERE id = ?", (str(odd.id),))
+        jobs = enqueue_jobs(wm, 20, "g")
+        wm.close()
+        sup = ctx.supervisor()
+        worker = sup.start_worker()
+        wait_until(lambda: len(sup.ledger.starts()) == len(jobs), 60, "the good jobs", ctx.seed)
+        assert worker.poll() is None, (ctx.workdir / "workers.log").read_text()[-2000:]
+        listed = subprocess.run(
+            [sys.executable, "-m", "workmanager.cli", "list", "--database", ctx.target.url],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert "UNKNOWN(9)" in listed.stdout
