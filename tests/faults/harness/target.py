@@ -56,3 +56,17 @@ class Target:
 
             with psycopg.connect(POSTGRES_URL, autocommit=True) as pg:
                 pg.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+
+def require_postgres() -> None:
+    """Skip without a server; fail instead when CI is set (a missing service must not pass CI)."""
+    import psycopg
+    import pytest
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except Exception as exc:
+        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)

@@ -160,12 +160,14 @@ WHERE id IN (SELECT work_id FROM dependency WHERE prerequisite_id = :id)
                   WHERE d.work_id = workspec.id AND p.state != 2);
 
 -- name: dependency_fail_dependents
+-- Work that never left BLOCKED has no enqueue time (-1): it gets one now, or the prune would
+-- take it at once instead of after its retention.
 -- Every transitive dependent of :id that is not finished becomes FAILED.
 WITH RECURSIVE dependent(id) AS (
     SELECT work_id FROM dependency WHERE prerequisite_id = :id
     UNION
     SELECT d.work_id FROM dependency d JOIN dependent ON d.prerequisite_id = dependent.id)
-UPDATE workspec SET state = 3, finished_at = :now, next_run_time = :never, runner_id = NULL
+UPDATE workspec SET state = 3, finished_at = :now, last_enqueue_time = CASE WHEN last_enqueue_time < 0 THEN :now ELSE last_enqueue_time END, next_run_time = :never, runner_id = NULL
 WHERE id IN (SELECT id FROM dependent) AND state NOT IN (2, 3, 5)
 RETURNING id;
 
@@ -177,7 +179,8 @@ WITH RECURSIVE target(id) AS (
     UNION
     SELECT d.work_id FROM dependency d JOIN target ON d.prerequisite_id = target.id)
 UPDATE workspec
-SET state = 5, stop_reason = 1, finished_at = :now, next_run_time = :never, progress = NULL, foreground = NULL
+SET state = 5, stop_reason = 1, finished_at = :now,
+    last_enqueue_time = CASE WHEN last_enqueue_time < 0 THEN :now ELSE last_enqueue_time END, next_run_time = :never, progress = NULL, foreground = NULL
 WHERE id IN (SELECT id FROM target) AND state NOT IN (2, 3, 5)
 RETURNING id, runner_id;
 

@@ -1,0 +1,66 @@
+"""Regression tests for what the fault cases found in the library, one per fix, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from workmanager import Configuration, OneTimeWorkRequest, Result, Worker, WorkInfo, WorkManager
+from workmanager.engine.recovery import Pruner
+from workmanager.testing import TestClock
+
+from .harness.target import Target, require_postgres
+
+S = WorkInfo.State
+T0 = 1_700_000_000_000
+DAY_MS = 24 * 3600 * 1000
+
+
+class Fails(Worker):
+    name = "fails"
+
+    def do_work(self) -> Result:
+        return Result.failure()
+
+
+class Succeeds(Worker):
+    name = "succeeds"
+
+    def do_work(self) -> Result:
+        return Result.success()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    if request.param == "postgres":
+        require_postgres()
+    t = Target(request.param, tmp_path)
+    yield t
+    t.drop()
+
+
+# -- found by case 7 (poison job with a chained dependent) -----------------------------------------
+
+
+def test_a_dependent_failed_or_cancelled_before_it_ever_ran_is_kept_for_the_retention_period(
+    target: Target,
+) -> None:
+    """It was pruned by the very next prune (a worker's start-up): never enqueued, its last
+    enqueue time is -1, and -1 + retention is always in the past."""
+    wm = WorkManager(target.url, workers=[Fails, Succeeds], configuration=Configuration(clock=TestClock(T0)))
+    parent = OneTimeWorkRequest(Succeeds, initial_delay=timedelta(hours=1))
+    child = OneTimeWorkRequest(Succeeds)
+    wm.begin_with(parent).then(child).enqueue()
+    wm.cancel_work_by_id(parent.id)
+    pruner = Pruner(wm._storage, threshold_ms=DAY_MS)
+
+    pruner.run_once(T0 + 1000)
+    child_info = wm.get_work_info_by_id(child.id)
+    assert child_info is not None and child_info.state is S.CANCELLED
+
+    pruner.run_once(T0 + DAY_MS + 1)
+    assert wm.get_work_info_by_id(child.id) is None
+    wm.close()
