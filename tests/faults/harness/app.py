@@ -37,8 +37,17 @@ class Mark(Worker):
         sleep_max = float(self.input_data.get("sleep_max", 0.0) or 0.0)  # type: ignore[arg-type]
         if sleep_max:
             sleep_s = random.Random(f"{job}:{self.run_attempt_count}").uniform(0, sleep_max)
+        ticks = int(self.input_data.get("ticks", 0) or 0)  # type: ignore[call-overload]
+        for _ in range(ticks):  # 10 ms steps: a SIGSTOP pauses this count, not a deadline
+            if self.is_stopped:
+                record("stopped", job, id=str(self.id), reason=self.stop_reason.name)
+                return Result.retry()
+            time.sleep(0.01)
         deadline = time.monotonic() + sleep_s
+        progress = bool(self.input_data.get("progress"))
         while time.monotonic() < deadline:
+            if progress:  # a zombie's writes must be discarded once it lost the work
+                self.set_progress({"pid": os.getpid()})
             if self.is_stopped:
                 record("stopped", job, id=str(self.id), reason=self.stop_reason.name)
                 return Result.retry()

@@ -21,7 +21,7 @@ from .target import Target
 
 S = WorkInfo.State
 #: Fault kinds after which the hurt process may have left a run to be re-run.
-HURTING = ("sigkill", "sigstop", "point:")
+HURTING = ("sigkill", "sigstop", "point:", "died", "sigterm:second", "pg_")
 
 #: BLOCKED rows whose prerequisites are all finished: one failed or was cancelled (the cascade
 #: missed it) or all succeeded (the unblock missed it). Either way nothing will ever run them.

@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--name", default="unique")
     parser.add_argument("--prefix", default="e")
+    parser.add_argument("--chain", action="store_true", help="forever: chains of --batch, not batches")
     args = parser.parse_args()
 
     from workmanager import WorkManager
@@ -54,9 +55,9 @@ def main() -> None:
         ids = [str(r.id) for r in requests]
         jobs = [f"{args.prefix}{k}" for k in range(i, i + size)]
         append(acks, {"event": "try", "ids": ids, "jobs": jobs, "pid": pid})
-        if args.mode in ("plain", "forever"):
+        if args.mode == "plain" or (args.mode == "forever" and not args.chain):
             wm.enqueue(requests)
-        elif args.mode == "chain":
+        elif args.mode == "chain" or args.chain:
             continuation = wm.begin_with(requests[0])
             for r in requests[1:]:
                 continuation = continuation.then(r)

@@ -156,6 +156,10 @@ class Supervisor:
         started = 0
         deadline = time.monotonic() + timeout
         while True:
+            for p in mine:
+                if p.poll() is not None and p.returncode != 0:
+                    # It died by itself (a kill point, a poison job): its runs may re-run.
+                    self.log_fault("died", p.pid, returncode=p.returncode)
             mine = [p for p in mine if p.poll() is None]
             if until():
                 return started
