@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -411,10 +412,12 @@ class SqliteStorage(DashboardReads):
     def __init__(self, path: str, configuration: Configuration) -> None:
         self.url = path
         self._memory = path == ":memory:" or path.startswith("file::memory:")
+        self._configuration = configuration
         self._lock = threading.RLock()
         self._conn = self._connect(path, configuration)
         self._busy_timeout_ms = int(configuration.busy_timeout.total_seconds() * 1000)
         self._tx = SqliteTransaction(self._conn)
+        _OPEN.add(self)
         self._data_version = self._read_data_version()
         self._notify_fd = self._state_fd = -1
         #: The token this process last wrote to the notify file, and the last one seen there.
@@ -444,6 +447,15 @@ class SqliteStorage(DashboardReads):
                 )
             if os.path.isdir(path):
                 raise errors.DatabaseOpenError(f"cannot open database {path!r}: it is a folder")
+            fstype = filesystem_type(parent)
+            if fstype in NETWORK_FILESYSTEMS:
+                # SQLite's locks and WAL shared memory do not work across machines: two hosts
+                # writing one file corrupt it (https://www.sqlite.org/howtocorrupt.html 2.1).
+                raise errors.DatabaseOpenError(
+                    f"cannot open database {path!r}: {parent!r} is on a network filesystem ({fstype}), "
+                    "where SQLite's locking is unreliable; use a local disk, or PostgreSQL to share "
+                    "work between machines"
+                )
         busy_s = configuration.busy_timeout.total_seconds()
         try:
             conn = sqlite3.connect(
@@ -774,13 +786,67 @@ class SqliteStorage(DashboardReads):
         with self._lock:
             return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
+    def _after_fork_in_child(self) -> None:
+        """A forked child must not use the parent's connection (its locks are the parent's, and
+        SQLite forbids carrying a connection across fork()): open one of its own. The parent's is
+        kept referenced, never closed here, so that closing cannot touch the parent's files."""
+        self._lock = threading.RLock()  # another thread of the parent may have held it
+        self._inherited = self._conn
+        try:
+            self._conn = self._connect(self.url, self._configuration)
+        except Exception:
+            log.exception("could not reopen %s in the forked process %d", self.url, os.getpid())
+            return
+        self._tx = SqliteTransaction(self._conn)
+        self._data_version = self._read_data_version()
+
     def close(self) -> None:
+        _OPEN.discard(self)
         with self._lock:
             self._conn.close()
             for fd in (self._notify_fd, self._state_fd):
                 if fd >= 0:
                     os.close(fd)
             self._notify_fd = self._state_fd = -1
+
+
+#: Open file databases of this process, reopened in a forked child (os.register_at_fork).
+_OPEN: weakref.WeakSet[SqliteStorage] = weakref.WeakSet()
+
+
+def _reopen_after_fork() -> None:
+    for storage in list(_OPEN):
+        if not storage._memory:
+            storage._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reopen_after_fork)
+
+#: Where the kernel lists this process's mounts (a test points it at a fake one).
+MOUNTINFO = "/proc/self/mountinfo"
+#: Filesystems SQLite must not share a file on (locks and shared memory are not coherent).
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "fuse.sshfs"})
+
+
+def filesystem_type(folder: str) -> str | None:
+    """The type of the filesystem ``folder`` is on, from the longest mount point above it
+    (None where /proc/self/mountinfo is not readable: not Linux)."""
+    try:
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(folder)
+    best, best_type = -1, None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right:
+            continue
+        mount = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > best:
+            best, best_type = len(mount), right.split()[0]
+    return best_type
 
 
 def _split_statements(sql: str) -> list[str]:
