@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from app import ALL, Mark, configuration  # type: ignore[import-not-found]
 from ledger import append  # type: ignore[import-not-found]
@@ -55,6 +56,7 @@ def main() -> None:
         ids = [str(r.id) for r in requests]
         jobs = [f"{args.prefix}{k}" for k in range(i, i + size)]
         append(acks, {"event": "try", "ids": ids, "jobs": jobs, "pid": pid})
+        started = time.monotonic()
         if args.mode == "plain" or (args.mode == "forever" and not args.chain):
             wm.enqueue(requests)
         elif args.mode == "chain" or args.chain:
@@ -64,7 +66,8 @@ def main() -> None:
             continuation.enqueue()
         else:
             wm.enqueue_unique_work(args.name, ExistingWorkPolicy.REPLACE, requests[0])
-        append(acks, {"event": "ack", "ids": ids, "jobs": jobs, "pid": pid})
+        ms = round((time.monotonic() - started) * 1000, 2)
+        append(acks, {"event": "ack", "ids": ids, "jobs": jobs, "pid": pid, "ms": ms})
         i += size
     wm.close()
     sys.exit(0)

@@ -47,6 +47,8 @@ _Q = load_queries(__name__)
 
 _MIGRATIONS = load_migrations(__name__)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
+#: The -wal is truncated back to this size after a checkpoint has emptied it.
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 #: How long a write keeps retrying a locked database before giving up.
 _BUSY_GIVE_UP_S = 120.0
 
@@ -496,6 +498,10 @@ class SqliteStorage(DashboardReads):
         sync = {"full": 2, "normal": 1}[configuration.durability]
         conn.execute(f"PRAGMA synchronous={sync}")
         conn.execute("PRAGMA foreign_keys=ON")
+        # A reader that holds a snapshot stops checkpoints from resetting the -wal, which then
+        # grows; without a limit it never shrinks again. With one, the first write after a
+        # complete checkpoint truncates it back (reliability.md G9, case 11).
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute(f"PRAGMA busy_timeout={int(configuration.busy_timeout.total_seconds() * 1000)}")
         if conn.execute("PRAGMA synchronous").fetchone()[0] != sync:
             raise errors.DatabaseOpenError(f"{path!r}: could not set synchronous={configuration.durability}")
