@@ -389,9 +389,11 @@ class Engine:
         with self._lock:
             if self._running.pop(run.claimed.id, None) is None:
                 return  # released at shutdown
+            # With the pop, under the lock: _release_unlaunched must find the run in one of the
+            # two, or it would put a finished run's row back to be run again.
+            self._completions.append((run.claimed, outcome))
         if run.claimed.expedited and run.started:
             self._expedited_used.append(max(1, round((time.monotonic() - run.started) * 1000)))
-        self._completions.append((run.claimed, outcome))
         self._wakeup.set()
 
     def _loop(self) -> None:
@@ -452,7 +454,6 @@ class Engine:
 
     def _turn(self, now: int) -> bool:
         """One transaction: record finished runs, claim up to the free slots. True if it did work."""
-        completions = _drain(self._completions)
         with self._lock:
             free = self._config.max_concurrency - len(self._running)
             running_expedited = sum(1 for r in self._running.values() if r.claimed.expedited)
@@ -485,6 +486,10 @@ class Engine:
                 want_ordinary = ordinary_free > 0
                 self._waiting_for_slot = not want_ordinary and not want_expedited
         want_claim = want_expedited or want_ordinary
+        # Taken only now: the read above fails when the database does, and finished runs taken
+        # before it would be lost with the exception, their rows left RUNNING under a live owner
+        # (then put back and run again).
+        completions = _drain(self._completions)
         if not completions and not want_claim:
             return False
         claimed: list[ClaimedWork] = []
