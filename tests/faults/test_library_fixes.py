@@ -64,3 +64,25 @@ def test_a_dependent_failed_or_cancelled_before_it_ever_ran_is_kept_for_the_rete
     pruner.run_once(T0 + DAY_MS + 1)
     assert wm.get_work_info_by_id(child.id) is None
     wm.close()
+
+
+# -- found by case 17 (the workers' wall clock jumps +2 h) -----------------------------------------
+
+
+def test_a_live_process_on_this_host_is_judged_by_its_monotonic_heartbeat_not_the_wall_clock() -> None:
+    """After a +2 h jump every heartbeat stamp looked 2 h old and the rescuer took the work of
+    every live process on the host: each job ran twice."""
+    import os
+    import time
+
+    from workmanager.engine.recovery import ProcessIdentity, runner_is_dead
+    from workmanager.storage.base import RunnerRow
+
+    me = ProcessIdentity.current()
+    two_hours_ago = T0 - 2 * 3_600_000
+    beat = time.monotonic()
+    row = RunnerRow("r", me.host, me.boot_id, os.getpid(), me.process_started, two_hours_ago, two_hours_ago,
+                    "[]", heartbeat_mono=beat)  # fmt: skip
+
+    assert not runner_is_dead(row, me, now=T0, lease_ms=60_000, mono=beat + 1.0)
+    assert runner_is_dead(row, me, now=T0, lease_ms=60_000, mono=beat + 61.0)  # a real lapse still counts

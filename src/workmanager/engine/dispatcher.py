@@ -118,6 +118,7 @@ class Engine:
             self.runner_id,
             lease_ms=to_ms(config.lease_timeout),
             max_orphaned_runs=config.max_orphaned_runs,
+            monotonic=time.monotonic,  # compared with the heartbeats' stamps (see _heartbeat)
         )
         self._pruner = recovery.Pruner(storage, threshold_ms=to_ms(config.prune_threshold))
         self._inline_depth = threading.local()
@@ -399,10 +400,12 @@ class Engine:
     def _loop(self) -> None:
         heartbeat_ms = to_ms(self._config.heartbeat_interval)
         rescue_ms = to_ms(self._config.rescue_interval)
-        now = self._clock.now_ms()
-        next_heartbeat = now + heartbeat_ms
-        next_rescue = now + rescue_ms
-        next_prune = now + PRUNE_INTERVAL_MS
+        # Upkeep timers run on the monotonic clock: a wall-clock jump back must not stop the
+        # heartbeats (others would take this process's work), nor one forward burst them.
+        mono = self._mono_ms()
+        next_heartbeat = mono + heartbeat_ms
+        next_rescue = mono + rescue_ms
+        next_prune = mono + PRUNE_INTERVAL_MS
         external_seen = self._feed.external_work_version
         next_timeout_s: float | None = None
         failing_since: float | None = None
@@ -410,20 +413,21 @@ class Engine:
             self._wakeup.clear()
             self._gather_completions()
             now = self._clock.now_ms()
+            mono = self._mono_ms()
             try:
                 busy = self._turn(now)
                 if self._feed.external_work_version != external_seen:
                     external_seen = self._feed.external_work_version
                     self._notice_foreign_changes()
-                if now >= next_heartbeat:
-                    next_heartbeat = now + heartbeat_ms
+                if mono >= next_heartbeat:
+                    next_heartbeat = mono + heartbeat_ms
                     self._heartbeat(now)
-                if now >= next_rescue:
-                    next_rescue = now + rescue_ms
+                if mono >= next_rescue:
+                    next_rescue = mono + rescue_ms
                     if self._leads() and self._rescuer.run_once(now).requeued:
                         self._feed.bump()
-                if now >= next_prune:
-                    next_prune = now + PRUNE_INTERVAL_MS
+                if mono >= next_prune:
+                    next_prune = mono + PRUNE_INTERVAL_MS
                     if self._leads():
                         self._pruner.run_once(now)
                     with self._storage.transaction() as tx:
@@ -444,10 +448,9 @@ class Engine:
                 self._wakeup.wait(0.5)
             if busy:
                 continue
-            wake_at = min(next_heartbeat, next_rescue, next_prune)
+            timeout = max(0.0, (min(next_heartbeat, next_rescue, next_prune) - self._mono_ms()) / 1000)
             if self._next_due is not None and not self._draining and not self._waiting_for_slot:
-                wake_at = min(wake_at, self._next_due)
-            timeout = max(0.0, (wake_at - self._clock.now_ms()) / 1000)
+                timeout = min(timeout, max(0.0, (self._next_due - self._clock.now_ms()) / 1000))
             if next_timeout_s is not None:
                 timeout = min(timeout, next_timeout_s)
             self._wakeup.wait(timeout)
@@ -672,11 +675,16 @@ class Engine:
             if reason is not None:
                 self.stop_work([run.claimed.id], reason)
 
+    def _mono_ms(self) -> int:
+        return round(self._clock.monotonic() * 1000)
+
     def _heartbeat(self, now: int) -> None:
         faults.hit("heartbeat")
         sent = time.monotonic()
         with self._storage.transaction() as tx:
-            alive = tx.runner_heartbeat(self.runner_id, now)
+            # The host's monotonic clock (shared by its processes), not the injectable one:
+            # it is what other processes here compare against theirs (recovery.runner_is_dead).
+            alive = tx.runner_heartbeat(self.runner_id, now, mono=time.monotonic())
             if not alive:
                 # Someone judged us dead (we were paused past our lease): register again;
                 # the runs they took back are fenced off by their tokens.
@@ -720,6 +728,7 @@ class Engine:
             process_started=self._identity.process_started,
             now=now,
             workers=json.dumps(self._names()),
+            mono=time.monotonic(),
         )
 
     def _notice_foreign_changes(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -55,13 +56,20 @@ def process_is_alive(pid: int, process_started: float) -> bool:
         return False
 
 
-def runner_is_dead(row: RunnerRow, me: ProcessIdentity, *, now: int, lease_ms: int) -> bool:
-    """Dead when its process is gone (same host and boot) or its lease has lapsed."""
+def runner_is_dead(
+    row: RunnerRow, me: ProcessIdentity, *, now: int, lease_ms: int, mono: float | None = None
+) -> bool:
+    """Dead when its process is gone (same host and boot) or its lease has lapsed.
+
+    On the same host and boot the lease is judged by the host's monotonic clock (``mono``,
+    where the row has one): a wall-clock jump must not make a live process look dead."""
     if row.host == me.host:
         if row.boot_id != me.boot_id:
             return True  # the machine rebooted since
         if not process_is_alive(row.pid, row.process_started):
             return True
+        if mono is not None and row.heartbeat_mono > 0:
+            return (mono - row.heartbeat_mono) * 1000 > lease_ms
     return now - row.heartbeat_at > lease_ms
 
 
@@ -85,7 +93,9 @@ class Rescuer:
     """Takes back RUNNING work whose process died or stopped heart-beating."""
 
     def __init__(self, storage: Storage, me: ProcessIdentity, own_runner_id: str | None, *,
-                 lease_ms: int, max_orphaned_runs: int) -> None:  # fmt: skip
+                 lease_ms: int, max_orphaned_runs: int,
+                 monotonic: Callable[[], float] | None = None) -> None:  # fmt: skip
+        self._monotonic = monotonic
         self._storage = storage
         self._me = me
         self._own = own_runner_id
@@ -98,10 +108,11 @@ class Rescuer:
     ) -> tuple[set[str | None], set[str]]:
         """Owners of running work that are dead or unknown, and dead registered runners."""
         by_id = {r.id: r for r in runners}
+        mono = None if self._monotonic is None else self._monotonic()
         dead = {
             rid
             for rid, row in by_id.items()
-            if rid != self._own and runner_is_dead(row, self._me, now=now, lease_ms=self._lease_ms)
+            if rid != self._own and runner_is_dead(row, self._me, now=now, lease_ms=self._lease_ms, mono=mono)
         }
         lost = {
             rid for rid in owners if rid != self._own and (rid is None or rid not in by_id or rid in dead)

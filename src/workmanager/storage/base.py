@@ -178,6 +178,8 @@ class RunnerRow:
     started_at: int
     heartbeat_at: int
     workers: str
+    #: the host's monotonic clock (seconds) at the last heartbeat; 0: unknown
+    heartbeat_mono: float = 0.0
 
 
 class Transaction(Protocol):
@@ -237,9 +239,21 @@ class Transaction(Protocol):
     def work_unfinished_ids(self, *, tag: str | None = None, name: str | None = None) -> list[str]: ...
     def work_set_next_run_time_if_enqueued(self, work_id: str, next_run_time: int) -> bool: ...
     def runner_upsert(
-        self, *, id: str, host: str, boot_id: str, pid: int, process_started: float, now: int, workers: str
+        self,
+        *,
+        id: str,
+        host: str,
+        boot_id: str,
+        pid: int,
+        process_started: float,
+        now: int,
+        workers: str,
+        mono: float = 0.0,
     ) -> None: ...
-    def runner_heartbeat(self, runner_id: str, now: int) -> bool: ...
+    def runner_heartbeat(self, runner_id: str, now: int, mono: float = 0.0) -> bool:
+        """Renew the lease (``mono``: the host's monotonic clock); False if the row is gone."""
+        ...
+
     def runner_delete(self, runner_id: str) -> None: ...
     def runner_list(self) -> list[RunnerRow]: ...
     def work_running_runner_ids(self) -> list[str | None]: ...

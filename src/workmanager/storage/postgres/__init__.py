@@ -394,9 +394,19 @@ class PostgresTransaction:
         return self._changed_rows("work_set_next_run_time_if_enqueued", params) == 1
 
     def runner_upsert(
-        self, *, id: str, host: str, boot_id: str, pid: int, process_started: float, now: int, workers: str
+        self,
+        *,
+        id: str,
+        host: str,
+        boot_id: str,
+        pid: int,
+        process_started: float,
+        now: int,
+        workers: str,
+        mono: float = 0.0,
     ) -> None:
         params = {
+            "mono": mono,
             "id": id,
             "host": host,
             "boot_id": boot_id,
@@ -407,9 +417,9 @@ class PostgresTransaction:
         }
         self._exec("runner_upsert", params)
 
-    def runner_heartbeat(self, runner_id: str, now: int) -> bool:
+    def runner_heartbeat(self, runner_id: str, now: int, mono: float = 0.0) -> bool:
         # The row is stamped with the database's clock; ``now`` is the caller's and unused.
-        return self._exec("runner_heartbeat", {"id": runner_id}).rowcount == 1
+        return self._exec("runner_heartbeat", {"id": runner_id, "mono": mono}).rowcount == 1
 
     def runner_delete(self, runner_id: str) -> None:
         self._exec("runner_delete", {"id": runner_id})

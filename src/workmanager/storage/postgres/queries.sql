@@ -342,25 +342,28 @@ SELECT * FROM workspec WHERE id = %(id)s;
 
 -- name: runner_upsert
 -- heartbeat_at on the database's clock (see runner_heartbeat); started_at on the caller's.
-INSERT INTO runner (id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers)
+INSERT INTO runner (id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers,
+    heartbeat_mono)
 VALUES (%(id)s, %(host)s, %(boot_id)s, %(pid)s, %(process_started)s, %(now)s,
-        (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %(workers)s)
+        (extract(epoch FROM clock_timestamp()) * 1000)::bigint, %(workers)s, %(mono)s)
 ON CONFLICT (id) DO UPDATE
 SET host = EXCLUDED.host, boot_id = EXCLUDED.boot_id, pid = EXCLUDED.pid,
     process_started = EXCLUDED.process_started, started_at = EXCLUDED.started_at,
-    heartbeat_at = EXCLUDED.heartbeat_at, workers = EXCLUDED.workers;
+    heartbeat_at = EXCLUDED.heartbeat_at, workers = EXCLUDED.workers,
+    heartbeat_mono = EXCLUDED.heartbeat_mono;
 
 -- name: runner_heartbeat
 -- The database's clock, not the caller's: runners on several machines, one clock to judge
 -- leases by (compare database_now_ms).
-UPDATE runner SET heartbeat_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+UPDATE runner SET heartbeat_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+    heartbeat_mono = %(mono)s
 WHERE id = %(id)s;
 
 -- name: runner_delete
 DELETE FROM runner WHERE id = %(id)s;
 
 -- name: runner_list
-SELECT id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers FROM runner;
+SELECT id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers, heartbeat_mono FROM runner;
 
 -- name: work_running_runner_ids
 SELECT DISTINCT runner_id FROM workspec WHERE state = 1;

@@ -275,9 +275,19 @@ class SqliteTransaction:
         return self._conn.execute(_Q["work_set_next_run_time_if_enqueued"], params).rowcount == 1
 
     def runner_upsert(
-        self, *, id: str, host: str, boot_id: str, pid: int, process_started: float, now: int, workers: str
+        self,
+        *,
+        id: str,
+        host: str,
+        boot_id: str,
+        pid: int,
+        process_started: float,
+        now: int,
+        workers: str,
+        mono: float = 0.0,
     ) -> None:
         params = {
+            "mono": mono,
             "id": id,
             "host": host,
             "boot_id": boot_id,
@@ -288,8 +298,9 @@ class SqliteTransaction:
         }
         self._conn.execute(_Q["runner_upsert"], params)
 
-    def runner_heartbeat(self, runner_id: str, now: int) -> bool:
-        return self._conn.execute(_Q["runner_heartbeat"], {"id": runner_id, "now": now}).rowcount == 1
+    def runner_heartbeat(self, runner_id: str, now: int, mono: float = 0.0) -> bool:
+        params = {"id": runner_id, "now": now, "mono": mono}
+        return self._conn.execute(_Q["runner_heartbeat"], params).rowcount == 1
 
     def runner_delete(self, runner_id: str) -> None:
         self._conn.execute(_Q["runner_delete"], {"id": runner_id})

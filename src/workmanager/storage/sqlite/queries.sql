@@ -256,17 +256,18 @@ LIMIT :limit;
 SELECT * FROM workspec WHERE id = :id;
 
 -- name: runner_upsert
-INSERT OR REPLACE INTO runner (id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers)
-VALUES (:id, :host, :boot_id, :pid, :process_started, :now, :now, :workers);
+INSERT OR REPLACE INTO runner (id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers,
+    heartbeat_mono)
+VALUES (:id, :host, :boot_id, :pid, :process_started, :now, :now, :workers, :mono);
 
 -- name: runner_heartbeat
-UPDATE runner SET heartbeat_at = :now WHERE id = :id;
+UPDATE runner SET heartbeat_at = :now, heartbeat_mono = :mono WHERE id = :id;
 
 -- name: runner_delete
 DELETE FROM runner WHERE id = :id;
 
 -- name: runner_list
-SELECT id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers FROM runner;
+SELECT id, host, boot_id, pid, process_started, started_at, heartbeat_at, workers, heartbeat_mono FROM runner;
 
 -- name: work_running_runner_ids
 SELECT DISTINCT runner_id FROM workspec WHERE state = 1;

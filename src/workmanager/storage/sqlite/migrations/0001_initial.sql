@@ -125,7 +125,10 @@ CREATE TABLE runner (
     process_started  REAL NOT NULL,                      -- the process's start time, to tell pid reuse
     started_at       INTEGER NOT NULL,
     heartbeat_at     INTEGER NOT NULL,
-    workers          TEXT NOT NULL DEFAULT '[]'          -- JSON list of the names it can run
+    workers          TEXT NOT NULL DEFAULT '[]',         -- JSON list of the names it can run
+    -- The host's monotonic clock at the last heartbeat (0: unknown): processes on one host
+    -- judge each other's leases by it, so a wall-clock jump cannot make a live one look dead.
+    heartbeat_mono   REAL NOT NULL DEFAULT 0
 );
 
 -- Time used by expedited runs, for the expedited quota (Configuration.expedited_quota).

@@ -1,0 +1,116 @@
+"""Time (reliability.md §4.2, cases 17-19): wall-clock jumps in worker processes, downtime, DST.
+
+The wall clock of the worker processes is shifted through the harness's offset file (H3:
+``WM_CLOCK_OFFSET_FILE``); their monotonic clock, like a real machine's, does not jump.
+The in-process halves (formula, TestClock) are tests/engine/test_periodic_work.py and
+tests/unit/test_cron.py; these add what only several processes show.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from workmanager import PeriodicWorkRequest, WorkInfo
+
+from .harness import registry
+from .harness.app import Mark
+from .harness.checker import Report, check
+from .harness.drive import enqueue_jobs, manager
+from .harness.registry import Context, scenario
+
+S = WorkInfo.State
+HOUR_MS = 3_600_000
+
+
+def _jump(ctx: Context, offset_file: Path, offset_ms: int, sup: object) -> None:
+    offset_file.write_text(str(offset_ms))
+    sup.log_fault("clock_jump", 0, offset_ms=offset_ms)  # type: ignore[attr-defined]
+
+
+@scenario("clock_jump_forward", case="17", title="the workers' wall clock jumps +2 h mid-run",
+          fast_n=10, soak_n=40)  # fmt: skip
+def clock_jump_forward(ctx: Context) -> Report:
+    """``n`` jobs of 5 s running in two workers (lease 60 s) and a 15-min periodic item; the
+    wall clock jumps +2 h. No live run may be taken over or run twice, and the periodic item
+    runs at most once at once (not 8 times), its next period anchored after that run."""
+    offset = ctx.workdir / "clock-offset"
+    offset.write_text("0")
+    wm = manager(ctx)
+    periodic = PeriodicWorkRequest(Mark, timedelta(minutes=15), input_data={"job": "p"})
+    wm.enqueue(periodic)
+    jobs = enqueue_jobs(wm, ctx.n, "r", ticks=500)
+    sup = ctx.supervisor(WM_CONCURRENCY=str(ctx.n // 2 + 1), WM_CLOCK_OFFSET_FILE=str(offset))
+    sup.start_worker()
+    sup.start_worker()
+    sup.wait_for(lambda: len([j for j in sup.ledger.starts() if j != "p"]) == ctx.n, 60, "every job to start")
+    sup.wait_for(lambda: sup.ledger.count("end")["p"] == 1, 60, "the first period")
+    _jump(ctx, offset, 2 * HOUR_MS, sup)
+    sup.wait_for(lambda: all(sup.ledger.count("end")[j] >= 1 for j in jobs.values()), 120, "the jobs to end")
+    time.sleep(2.0)  # time for a wrong burst of periods to show
+    report = Report()
+    periods = sup.ledger.count("end")["p"]
+    if periods > 2:
+        report.fail(f"after a +2 h jump the 15-min periodic item ran {periods} times, not at most 2")
+    last_end_ms = max(e["t"] for e in sup.ledger.events() if e["job"] == "p" and e["event"] == "end") * 1000
+    next_ms = int(
+        ctx.target.sql("SELECT next_run_time FROM workspec WHERE id = ?", (str(periodic.id),))[0][0]
+    )
+    if next_ms < last_end_ms + 2 * HOUR_MS + 14 * 60_000:
+        report.fail("the next period is not anchored after the run that followed the jump")
+    for proc in sup.alive():
+        sup.term(proc)
+    for proc in sup.procs:
+        proc.wait(timeout=60)
+    report.merge(check(ctx.target, sup.ledger, jobs=jobs, reruns_ok=["p"]))
+    report.figures["periods_doubled"] = max(0, periods - 2)
+    report.figures["enqueued"] = ctx.n + 1
+    wm.close()
+    return report
+
+
+def test_case17_a_forward_wall_clock_jump_neither_rescues_live_runs_nor_bursts_periods(
+    tmp_path: Path,
+) -> None:
+    registry.run("clock_jump_forward", "sqlite", "fast", tmp_path).assert_ok()
+
+
+@scenario("clock_jump_backward", case="18", title="the workers' wall clock jumps -1 h mid-run (short lease)",
+          fast_n=6, soak_n=20)  # fmt: skip
+def clock_jump_backward(ctx: Context) -> Report:
+    """Runs of 5 s under a 2 s lease; the wall clock jumps -1 h. Heartbeats must go on (they
+    run on the monotonic clock), so no live run is taken over; a 15-min periodic item that has
+    just run does not run again (its next period is wall-clock anchored, as on Android: it
+    waits the extra hour; tests/engine/test_periodic_work.py pins that)."""
+    offset = ctx.workdir / "clock-offset"
+    offset.write_text("0")
+    wm = manager(ctx)
+    periodic = PeriodicWorkRequest(Mark, timedelta(minutes=15), input_data={"job": "p"})
+    wm.enqueue(periodic)
+    jobs = enqueue_jobs(wm, ctx.n, "r", ticks=500)
+    lease = {"WM_HEARTBEAT": "0.2", "WM_LEASE": "2"}
+    sup = ctx.supervisor(WM_CONCURRENCY=str(ctx.n // 2 + 1), WM_CLOCK_OFFSET_FILE=str(offset), **lease)
+    sup.start_worker()
+    sup.start_worker()
+    sup.wait_for(lambda: len([j for j in sup.ledger.starts() if j != "p"]) == ctx.n, 60, "every job to start")
+    sup.wait_for(lambda: sup.ledger.count("end")["p"] == 1, 60, "the first period")
+    _jump(ctx, offset, -HOUR_MS, sup)
+    sup.wait_for(lambda: all(sup.ledger.count("end")[j] >= 1 for j in jobs.values()), 120, "the jobs to end")
+    time.sleep(1.0)
+    report = Report()
+    if sup.ledger.count("end")["p"] != 1:
+        report.fail(f"the periodic item ran again after a -1 h jump ({sup.ledger.count('end')['p']} runs)")
+    for proc in sup.alive():
+        sup.term(proc)
+    for proc in sup.procs:
+        proc.wait(timeout=60)
+    report.merge(check(ctx.target, sup.ledger, jobs=jobs, reruns_ok=["p"]))
+    report.figures["periods_doubled"] = max(0, sup.ledger.count("end")["p"] - 1)
+    report.figures["enqueued"] = ctx.n + 1
+    wm.close()
+    return report
+
+
+def test_case18_a_backward_wall_clock_jump_stops_no_heartbeat_and_reruns_no_period(tmp_path: Path) -> None:
+    registry.run("clock_jump_backward", "sqlite", "fast", tmp_path).assert_ok()
