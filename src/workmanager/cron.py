@@ -30,9 +30,23 @@ def next_time_ms(expression: str, timezone: str, after_ms: int) -> int:
     >>> next_time_ms("0 3 * * *", "UTC", 0)  # 1970-01-01 03:00 UTC
     10800000
     """
-    start = datetime.fromtimestamp(after_ms / 1000, tz=ZoneInfo(timezone))
-    following: datetime = croniter(expression, start).get_next(datetime)
+    zone = ZoneInfo(timezone)
+    start = datetime.fromtimestamp(after_ms / 1000, tz=zone)
+    schedule = croniter(expression, start)
+    following: datetime = schedule.get_next(datetime)
+    # When the clocks go back, an hour of wall-clock times happens twice. Each named time runs
+    # once, at its first occurrence: the second is skipped (a daily 02:30 in Europe/Berlin ran
+    # twice on the last Sunday of October). A time skipped by spring-forward runs when the
+    # clock jumps (croniter's choice, kept).
+    while _is_second_occurrence(following, zone):
+        following = schedule.get_next(datetime)
     return int(following.timestamp() * 1000)
+
+
+def _is_second_occurrence(moment: datetime, zone: ZoneInfo) -> bool:
+    """Whether ``moment``'s wall-clock time already happened an hour (or so) earlier: fall-back."""
+    first = moment.replace(tzinfo=None).replace(tzinfo=zone, fold=0)
+    return first.utcoffset() != moment.utcoffset() and first.timestamp() < moment.timestamp()
 
 
 def typical_gap(expression: str, timezone: str) -> timedelta:
