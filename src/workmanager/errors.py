@@ -9,6 +9,7 @@
     - NotAWorkManagerDatabaseError
     - SchemaTooNewError
     - StorageBusyError
+    - StorageFullError
 * DataTooLargeError (ValueError; in workmanager.data)
 """
 
@@ -19,6 +20,7 @@ __all__ = [
     "NotAWorkManagerDatabaseError",
     "SchemaTooNewError",
     "StorageBusyError",
+    "StorageFullError",
     "StorageError",
     "WorkAlreadyExistsError",
     "WorkManagerError",
@@ -60,6 +62,10 @@ class SchemaTooNewError(StorageError):
 
 class StorageBusyError(StorageError):
     """The database stayed locked by other processes for too long."""
+
+
+class StorageFullError(StorageError):
+    """The database or its disk is full; nothing of the transaction was written."""
 
 
 class WorkAlreadyExistsError(WorkManagerError, ValueError):

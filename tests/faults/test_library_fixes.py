@@ -86,3 +86,24 @@ def test_a_live_process_on_this_host_is_judged_by_its_monotonic_heartbeat_not_th
 
     assert not runner_is_dead(row, me, now=T0, lease_ms=60_000, mono=beat + 1.0)
     assert runner_is_dead(row, me, now=T0, lease_ms=60_000, mono=beat + 61.0)  # a real lapse still counts
+
+
+# -- found by case 20 (disk full) --------------------------------------------------------------------
+
+
+def test_an_enqueue_into_a_full_database_raises_storage_full_and_writes_nothing(tmp_path: Path) -> None:
+    """It raised sqlite3.OperationalError('cannot rollback - no transaction is active'): SQLite
+    had already rolled back, and the library's ROLLBACK hid the real error."""
+    from workmanager import errors
+
+    from .harness.app import Mark
+    from .harness.storage_faults import limit_pages
+
+    wm = WorkManager(tmp_path / "w.db", workers=[Mark])
+    limit_pages(wm, 2)
+    batch = [OneTimeWorkRequest(Mark, input_data={"job": f"{i}", "pad": "x" * 2000}) for i in range(50)]
+
+    with pytest.raises(errors.StorageFullError, match="full"):
+        wm.enqueue(batch)
+    assert all(wm.get_work_info_by_id(r.id) is None for r in batch)
+    wm.close()

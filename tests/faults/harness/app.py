@@ -142,6 +142,11 @@ def configuration() -> Configuration:
 
 
 def make() -> WorkManager:
+    try:
+        from .storage_faults import apply_fsize_limit_from_env
+    except ImportError:
+        from storage_faults import apply_fsize_limit_from_env  # type: ignore[no-redef]
+    apply_fsize_limit_from_env()
     only = os.environ.get("WM_WORKERS")  # a comma-separated subset: a process of a rolling deploy
     workers = [w for w in ALL if only is None or w.name in only.split(",")]
     return WorkManager(os.environ["WORKMANAGER_DATABASE"], workers=workers, configuration=configuration())

@@ -96,6 +96,16 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
+def _raise_if_full(exc: BaseException, path: str) -> None:
+    """A full disk (SQLITE_FULL: no space, a file size limit, max_page_count) as the typed error."""
+    if isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    ):
+        raise errors.StorageFullError(
+            f"{path!r}: the database or disk is full ({exc}); nothing of this transaction was written"
+        ) from exc
+
+
 def _retry_busy(what: str, action: Callable[[], T]) -> T:
     deadline = time.monotonic() + _BUSY_GIVE_UP_S
     delay = 0.001
@@ -567,8 +577,12 @@ class SqliteStorage(DashboardReads):
             self._begin_immediate(conn)
             try:
                 yield tx
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite has already rolled back after some errors (SQLITE_FULL): a second
+                # ROLLBACK would raise and hide the real error.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                _raise_if_full(exc, self.url)
                 raise
             try:
                 try:
@@ -577,9 +591,10 @@ class SqliteStorage(DashboardReads):
                     if not _is_busy(exc):
                         raise
                     _retry_busy("commit", lambda: conn.execute("COMMIT"))
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                _raise_if_full(exc, self.url)
                 raise
             changes = conn.total_changes - changes_before
             tx.work_changed = changes > tx.state_only_changes
