@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from workmanager import OneTimeWorkRequest, errors
+from workmanager import OneTimeWorkRequest, WorkContinuation, errors
 
 from .harness import registry
 from .harness.app import Mark
@@ -100,3 +101,66 @@ def test_case20_a_full_disk_is_a_typed_error_at_enqueue_and_a_pause_for_workers(
     conn = sqlite3.connect(tmp_path / "work.db")
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     conn.close()
+
+
+# -- case 21 ------------------------------------------------------------------------------------
+
+
+@scenario("retention_and_growth", case="21", title="retention pruning, file and -wal size over a long run",
+          fast_n=3000, soak_n=50_000)  # fmt: skip
+def retention_and_growth(ctx: Context) -> Report:
+    """``n`` trivial jobs enqueued in waves through two workers with a short retention, plus a
+    finished parent whose dependent still waits: finished work older than the retention goes
+    (the parent stays), the file stops growing, the -wal stays bounded."""
+    assert ctx.target.path is not None
+    retention_s = 20 if ctx.soak else 3
+    wm = manager(ctx)
+    parent = OneTimeWorkRequest(Mark, input_data={"job": "parent"})
+    later = OneTimeWorkRequest(Mark, input_data={"job": "later"}, initial_delay=timedelta(hours=1))
+    dependent = OneTimeWorkRequest(Mark, input_data={"job": "dependent"})
+    WorkContinuation.combine([wm.begin_with(parent), wm.begin_with(later)]).then(dependent).enqueue()
+    sup = ctx.supervisor(WM_CONCURRENCY="4", WM_RETENTION=str(retention_s))
+    sup.start_worker()
+    sup.start_worker()
+    wal = Path(str(ctx.target.path) + "-wal")
+    samples: list[tuple[int, int, int]] = []  # (rows, file bytes, wal bytes)
+    waves = 10
+    per = ctx.n // waves
+    report = Report()
+    for w in range(waves):
+        enqueue_jobs(wm, per, f"w{w}_")
+        sup.wait_for(lambda: unfinished(ctx) <= 1, 600, f"wave {w}")  # `later` waits an hour
+        rows = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+        samples.append((rows, ctx.target.path.stat().st_size, wal.stat().st_size if wal.exists() else 0))
+    time.sleep(retention_s + 2)  # everything finished is past retention now ...
+    finished = "SELECT count(*) FROM workspec WHERE state IN (2, 3, 5)"
+    sup.wait_for(lambda: int(ctx.target.sql(finished)[0][0]) <= 1,
+                 max(30.0, 3 * retention_s), "finished work past retention to be pruned")  # fmt: skip
+    kept = {r[0] for r in ctx.target.sql("SELECT id FROM workspec")}
+    if str(parent.id) not in kept:
+        report.fail("the finished parent of an unfinished dependent was pruned")
+    outlived = int(ctx.target.sql(finished)[0][0]) - 1
+    if outlived:
+        report.fail(f"{outlived} finished rows outlived the retention")
+    if str(dependent.id) not in kept:
+        report.fail("the waiting dependent is gone")
+    half = samples[len(samples) // 2][1]
+    final = ctx.target.path.stat().st_size
+    if final > 2 * half:
+        report.fail(f"the file kept growing: {half} bytes half-way, {final} at the end")
+    wal_max = max(s[2] for s in samples)
+    if wal_max > 64 * 1024 * 1024:
+        report.fail(f"the -wal reached {wal_max} bytes")
+    for proc in sup.alive():
+        sup.term(proc)
+    for proc in sup.procs:
+        proc.wait(timeout=60)
+    report.merge(check(ctx.target, sup.ledger, jobs={}, expect=None))
+    report.figures.update(enqueued=per * waves + 3, file_bytes_half=half, file_bytes_end=final, wal_max_bytes=wal_max,
+                          rows_max=max(s[0] for s in samples))  # fmt: skip
+    wm.close()
+    return report
+
+
+def test_case21_finished_work_is_pruned_after_retention_except_what_a_dependent_needs(tmp_path: Path) -> None:
+    registry.run("retention_and_growth", "sqlite", "fast", tmp_path).assert_ok()

@@ -121,6 +121,9 @@ class Engine:
             monotonic=time.monotonic,  # compared with the heartbeats' stamps (see _heartbeat)
         )
         self._pruner = recovery.Pruner(storage, threshold_ms=to_ms(config.prune_threshold))
+        # Hourly, or twice per retention period when that is shorter: with a 60 s retention,
+        # hourly pruning let finished work pile up for an hour (case 21).
+        self._prune_interval_ms = max(1000, min(PRUNE_INTERVAL_MS, to_ms(config.prune_threshold) // 2))
         self._inline_depth = threading.local()
         self.trackers = trackers or ConstraintTrackers([])
         #: Work whose constraints count as met whatever the trackers say (the test driver).
@@ -405,7 +408,7 @@ class Engine:
         mono = self._mono_ms()
         next_heartbeat = mono + heartbeat_ms
         next_rescue = mono + rescue_ms
-        next_prune = mono + PRUNE_INTERVAL_MS
+        next_prune = mono + self._prune_interval_ms
         external_seen = self._feed.external_work_version
         next_timeout_s: float | None = None
         failing_since: float | None = None
@@ -427,7 +430,7 @@ class Engine:
                     if self._leads() and self._rescuer.run_once(now).requeued:
                         self._feed.bump()
                 if mono >= next_prune:
-                    next_prune = mono + PRUNE_INTERVAL_MS
+                    next_prune = mono + self._prune_interval_ms
                     if self._leads():
                         self._pruner.run_once(now)
                     with self._storage.transaction() as tx:
