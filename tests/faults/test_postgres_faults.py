@@ -181,13 +181,13 @@ def test_case14_every_job_succeeds_through_crash_restarts_and_outages(tmp_path: 
 # -- case 15: terminated backends, the listener's in particular ---------------------------------------
 
 #: How pg_stat_activity shows the listener: its LISTEN, then its periodic ping.
-LISTENER = "(query LIKE 'LISTEN %' OR query LIKE '%listener''s check%')"
+LISTENER = "(query LIKE '%LISTEN %' OR query LIKE '%listener''s check%')"
 
 
 def _listener_pids(cluster: ThrowawayCluster) -> set[int]:
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         rows = conn.execute(
-            f"SELECT pid FROM pg_stat_activity WHERE datname = 'test' AND {LISTENER}"
+            f"SELECT pid FROM pg_stat_activity WHERE datname = 'test' AND pid <> pg_backend_pid() AND {LISTENER}"
         ).fetchall()
     return {int(r[0]) for r in rows}
 
