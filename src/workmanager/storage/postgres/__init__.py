@@ -85,6 +85,8 @@ _PING_S = 5.0
 #: The listener's reconnect backoff: from the first, doubling, to the cap.
 _RECONNECT_FIRST_S = 0.1
 _RECONNECT_MAX_S = 10.0
+#: The pool gives up a reconnect series after this long (then the next request starts anew).
+_RECONNECT_GIVE_UP_S = 30.0
 #: Even while listening, say "maybe changed" this often (a cheap safety net).
 _FALLBACK_S = 5.0
 
@@ -576,6 +578,11 @@ class PostgresStorage(DashboardReads):
             min_size=1,
             max_size=max_connections,
             name=f"workmanager-{self.schema}",
+            # The pool's reconnect backoff doubles without a cap until reconnect_timeout (5 min
+            # by default), so after an outage of a minute or two its next attempt could come a
+            # minute after the server is back. Giving up after 30 s lets the next request start
+            # a new series at 1 s: the wait after the server returns stays under ~16 s.
+            reconnect_timeout=_RECONNECT_GIVE_UP_S,
             open=True,
         )
 
