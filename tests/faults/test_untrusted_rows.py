@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import subprocess
 import sys
 import threading
 import uuid
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workmanager import OneTimeWorkRequest, Result, Worker, WorkInfo, WorkManager
+from workmanager.cli import EXIT_PROBLEMS
 
 S = WorkInfo.State
 WATCHED = ("import", "os.system", "os.exec", "os.posix_spawn", "subprocess.Popen", "pickle.find_class",
@@ -137,6 +139,13 @@ def test_case24_names_and_payloads_read_from_the_database_never_run_code(tmp_pat
         finally:
             reader.close()
         assert not any(j.startswith("name:") for j in Trusted.ran)
+        # ... and the diagnostics report them as waiting for a worker no live process runs.
+        report = subprocess.run(
+            [sys.executable, "-m", "workmanager.cli", "diagnostics", "--database", str(db), "--json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert report.returncode == EXIT_PROBLEMS, report.stderr
+        assert set(names) <= set(json.loads(report.stdout)["waiting_names_no_live_worker_runs"])
         assert {f"good{i}" for i in range(20)} <= set(Trusted.ran)
     finally:
         sys.path.remove(str(tmp_path))
