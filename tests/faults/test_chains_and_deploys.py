@@ -78,7 +78,7 @@ def chains_under_crashes(ctx: Context) -> Report:
         kind = "fail" if i < tenth else "cancel" if i < 2 * tenth else "ok"
         req = {
             "A": OneTimeWorkRequest(
-                Mark, input_data={"job": f"A{i}", "ticks": 300 if kind == "cancel" else 0}
+                Mark, input_data={"job": f"A{i}", "ticks": 3000 if kind == "cancel" else 0}
             ),
             "B": OneTimeWorkRequest(
                 Mark, input_data={"job": f"B{i}", "fail": kind == "fail", "sleep_max": 0.02}
@@ -90,13 +90,19 @@ def chains_under_crashes(ctx: Context) -> Report:
         chains.append((kind, req))
     spec = "chain.unblock.mid=kill:0.2"
     sup = ctx.supervisor(WM_CONCURRENCY="3", WM_MAX_ORPHANED="1000")
-    for _ in range(2):
-        sup.start_worker(faults_spec=spec)
-    cancels = [req["A"] for kind, req in chains if kind == "cancel"]
-    sup.wait_for(lambda: all(sup.ledger.starts()[str(a.input_data["job"])] for a in cancels), 120,
-                 "the doomed A runs to start")  # fmt: skip
-    for a in cancels:
-        wm.cancel_work_by_id(a.id)
+    # Cancel each doomed A as soon as it has started (it would run 30 s), replacing workers
+    # that die at the fault point meanwhile.
+    pending = {str(req["A"].input_data["job"]): req["A"] for kind, req in chains if kind == "cancel"}
+
+    def cancel_started() -> bool:
+        starts = sup.ledger.starts()
+        for job, a in list(pending.items()):
+            if starts[job]:
+                wm.cancel_work_by_id(a.id)
+                del pending[job]
+        return not pending
+
+    sup.keep_alive(2, cancel_started, faults_spec=spec, timeout=600)
     sup.chaos(lambda: unfinished(ctx) == 0, every=(0.5, 2.0), timeout=900,
               restart=lambda: sup.start_worker(faults_spec=spec))  # fmt: skip
     drain(ctx, sup)
