@@ -397,3 +397,30 @@ def pg_long_outage(ctx: Context) -> Report:
 @pytest.mark.slow
 def test_case14_work_resumes_soon_after_a_long_outage(tmp_path: Path) -> None:
     registry.run("pg_long_outage", "postgres", "fast", tmp_path).assert_ok()
+
+
+def test_a_process_that_does_not_lead_asks_on_one_connection_not_a_new_one_each_time(tmp_path: Path) -> None:
+    """Every process but the leader asks for the lead each rescue interval; each ask used to
+    open (and close) a connection, a server process forked and torn down per ask."""
+    with registry.context("pg_partition", "postgres", "fast", tmp_path) as ctx:
+        _cluster(ctx)
+        assert isinstance(ctx.target, ClusterTarget)
+        proxy = PgProxy(("127.0.0.1", ctx.target.cluster.port))
+        try:
+            sup = ctx.supervisor(WM_RESCUE="0.05")
+            leader = sup.start_worker()
+            leading = "pg_locks WHERE locktype = 'advisory' AND granted"
+            wait_until(
+                lambda: int(ctx.target.sql(f"SELECT count(*) FROM {leading}")[0][0]) == 1, 60, "a leader", 0
+            )
+            asker = sup.start_worker(WORKMANAGER_DATABASE=_proxied(proxy, ctx.target))
+            wait_until(
+                lambda: proxy.accepted >= 3, 60, "the asker's connections", 0
+            )  # pool, listener, asking
+            time.sleep(1.0)  # let it settle: start-up opens what it keeps
+            settled = proxy.accepted
+            time.sleep(1.0)  # twenty rescue intervals
+            assert proxy.accepted == settled
+            assert [leader.poll(), asker.poll()] == [None, None]
+        finally:
+            proxy.close()

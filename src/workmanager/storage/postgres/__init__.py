@@ -565,7 +565,9 @@ class PostgresStorage(DashboardReads):
         self._listeners: list[_Listener] = []
         self._closed = False
         self._leader_key = zlib.crc32(f"workmanager.leader.{self.schema}".encode())
+        #: The connection that holds the leader's session lock, or asks for it (_leading False).
         self._leader_conn: psycopg.Connection[Any] | None = None
+        self._leading = False
         self._leader_mutex = threading.Lock()
         # The leader is asked (try_lead) every rescue interval; silent for a lease, it is gone.
         self._leader_idle_ms = int(
@@ -597,31 +599,42 @@ class PostgresStorage(DashboardReads):
         with self._leader_mutex:
             if self._closed:
                 return False
-            if self._leader_conn is not None:
+            if self._leader_conn is not None and self._leading:
                 try:
                     self._leader_conn.execute("SELECT 1")
                     return True
                 except psycopg.Error:
-                    self._leader_conn.close()
-                    self._leader_conn = None
-            try:
-                conn = self.connect(autocommit=True)
-            except psycopg.Error:
-                return False
-            try:
-                conn.execute(_Q["leader_idle_timeout"], {"ms": str(self._leader_idle_ms)})
-            except psycopg.errors.UndefinedObject:
-                pass  # before PostgreSQL 14: only TCP keepalives free a partitioned leader's lock
-            except psycopg.Error:
-                conn.close()
-                return False
-            row = conn.execute(_Q["leader_try_lock"], {"key": self._leader_key}).fetchone()
-            if row is not None and row[0]:
+                    self._drop_leader_conn()
+            if self._leader_conn is None:
+                # One connection kept for asking, not a new one per ask: every process but the
+                # leader asks each rescue interval, and a connection costs the server a process.
+                try:
+                    conn = self.connect(autocommit=True)
+                except psycopg.Error:
+                    return False
+                try:
+                    conn.execute(_Q["leader_idle_timeout"], {"ms": str(self._leader_idle_ms)})
+                except psycopg.errors.UndefinedObject:
+                    pass  # before PostgreSQL 14: only TCP keepalives free a partitioned leader's lock
+                except psycopg.Error:
+                    conn.close()
+                    return False
                 self._leader_conn = conn
+            try:
+                row = self._leader_conn.execute(_Q["leader_try_lock"], {"key": self._leader_key}).fetchone()
+            except psycopg.Error:
+                self._drop_leader_conn()
+                return False
+            self._leading = row is not None and bool(row[0])
+            if self._leading:
                 log.info("this process now does the cluster-wide duties of schema %s", self.schema)
-                return True
-            conn.close()
-            return False
+            return self._leading
+
+    def _drop_leader_conn(self) -> None:
+        assert self._leader_conn is not None
+        self._leader_conn.close()
+        self._leader_conn = None
+        self._leading = False
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -919,8 +932,7 @@ class PostgresStorage(DashboardReads):
         self._listeners.clear()
         with self._leader_mutex:
             if self._leader_conn is not None:
-                self._leader_conn.close()  # hands the cluster-wide duties to another process
-                self._leader_conn = None
+                self._drop_leader_conn()  # hands the cluster-wide duties to another process
         self._pool.close()
 
 
