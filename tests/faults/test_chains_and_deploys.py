@@ -214,10 +214,7 @@ def cancellation_races(ctx: Context) -> Report:
     ]
     if late:
         report.fail(f"the cancelled periodic item started {len(late)} more times")
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     jobs = {str(r.id): str(r.input_data["job"]) for r, _ in requests}
     report.merge(check(ctx.target, sup.ledger, jobs=jobs, expect=None, reruns_ok=["p"]))
     cancelled = sum(1 for r, _ in requests if states.get(str(r.id)) == S.CANCELLED.value)

@@ -155,10 +155,7 @@ def unique_upsert_while_running(ctx: Context) -> Report:
     assert updated is not None
     if stored.get("v") != updated.input_data["v"]:
         report.fail(f"the periodic spec after UPDATE is {stored}, not the last update's")
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     report.merge(check(ctx.target, sup.ledger, jobs={str(once.id): "once"}, reruns_ok=["sync"]))
     report.figures["enqueued"] = 2 + 2 * ctx.n
     wm.close()

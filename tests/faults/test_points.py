@@ -107,10 +107,7 @@ def periodic_point(ctx: Context, point: str) -> Report:
     run_for = 30.0 if ctx.soak else 8.0
     deadline = time.monotonic() + run_for
     sup.keep_alive(2, lambda: time.monotonic() > deadline, faults_spec=kill_spec(point, ctx))
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     report = check(ctx.target, sup.ledger, jobs=items, expect=S.ENQUEUED, reruns_ok=items.values())
     doubled = periods_doubled(sup.ledger, items.values(), interval_s=1.0, fault_log=sup.faults_logged())
     report.figures["periods_doubled"] = len(doubled)

@@ -84,10 +84,7 @@ def disk_full(ctx: Context) -> Report:
         time.sleep(0.05)
     if fills == 0:
         report.fail("the worker's disk never filled up")
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     report.merge(check(ctx.target, sup.ledger, jobs=jobs))
     report.figures.update(enqueued=len(jobs), worker_disk_full=fills)
     wm.close()
@@ -151,10 +148,7 @@ def retention_and_growth(ctx: Context) -> Report:
     wal_max = max(s[2] for s in samples)
     if wal_max > 64 * 1024 * 1024:
         report.fail(f"the -wal reached {wal_max} bytes")
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     report.merge(check(ctx.target, sup.ledger, jobs={}, expect=None))
     report.figures.update(enqueued=per * waves + 3, file_bytes_half=half, file_bytes_end=final, wal_max_bytes=wal_max,
                           rows_max=max(s[0] for s in samples))  # fmt: skip

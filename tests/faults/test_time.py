@@ -77,10 +77,7 @@ def clock_jump_forward(ctx: Context) -> Report:
     )
     if next_ms < last_end_ms + 2 * HOUR_MS + 14 * 60_000:
         report.fail("the next period is not anchored after the run that followed the jump")
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     report.merge(check(ctx.target, sup.ledger, jobs=jobs, reruns_ok=["p"]))
     report.figures["periods_doubled"] = max(0, periods - 2)
     report.figures["enqueued"] = ctx.n + 1
@@ -119,10 +116,7 @@ def clock_jump_backward(ctx: Context) -> Report:
     report = Report()
     if sup.ledger.count("end")["p"] != 1:
         report.fail(f"the periodic item ran again after a -1 h jump ({sup.ledger.count('end')['p']} runs)")
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()
     report.merge(check(ctx.target, sup.ledger, jobs=jobs, reruns_ok=["p"]))
     report.figures["periods_doubled"] = max(0, sup.ledger.count("end")["p"] - 1)
     report.figures["enqueued"] = ctx.n + 1

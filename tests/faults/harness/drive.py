@@ -53,7 +53,4 @@ def drain(ctx: Context, sup: Supervisor, *, timeout: float = 300.0, **env: str) 
     or RUNNING, then stop every worker gracefully."""
     sup.start_worker(**env)
     wait_until(lambda: unfinished(ctx) == 0, timeout, "the drain", ctx.seed)
-    for proc in sup.alive():
-        sup.term(proc)
-    for proc in sup.procs:
-        proc.wait(timeout=60)
+    sup.stop_all()

@@ -177,6 +177,13 @@ class Supervisor:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what} (seed {self.seed})")
             time.sleep(0.05)
 
+    def stop_all(self, timeout: float = 60.0) -> None:
+        """SIGTERM every live process (a graceful stop) and wait for all of them."""
+        for proc in self.alive():
+            self.term(proc)
+        for proc in self.procs:
+            proc.wait(timeout=timeout)
+
     def faults_logged(self) -> list[dict[str, Any]]:
         return read_lines(self.fault_log)
 
