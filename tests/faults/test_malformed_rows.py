@@ -202,3 +202,37 @@ def test_case23_a_worker_process_survives_a_row_whose_state_no_workmanager_write
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert "UNKNOWN(9)" in listed.stdout
+
+
+def test_case23_reads_list_rows_whose_stored_output_progress_or_foreground_is_malformed(
+    tmp_path: Path,
+) -> None:
+    """One row holding something else than Data (written by hand, or by another program) must
+    not make every read that lists it raise: it reads as empty, the other rows as they are."""
+    import sqlite3
+
+    db = tmp_path / "work.db"
+    wm = WorkManager(db, workers=[Mark])
+    try:
+        requests = {kind: OneTimeWorkRequest(Mark, input_data={"job": kind}, tags={"t"}) for kind in
+                    ("output", "output_list", "progress", "foreground", "good")}  # fmt: skip
+        wm.enqueue(list(requests.values()))
+        corrupt = {
+            "output": "state = 2, output = '{bad', finished_at = 1",
+            "output_list": "state = 3, output = '[1]', finished_at = 1",
+            "progress": "state = 1, progress = '{bad', runner_id = 'r', run_token = 1",
+            "foreground": "state = 1, foreground = '{bad', runner_id = 'r', run_token = 1",
+            "good": "state = 2, output = '{\"ok\":1}', finished_at = 1",
+        }
+        with sqlite3.connect(db) as conn:
+            for kind, clause in corrupt.items():
+                conn.execute(f"UPDATE workspec SET {clause} WHERE id = ?", (str(requests[kind].id),))
+        infos = {str(i.id): i for i in wm.get_work_infos_by_tag("t")}
+        assert len(infos) == 5
+        assert infos[str(requests["output"].id)].output_data == {}
+        assert infos[str(requests["output_list"].id)].output_data == {}
+        assert infos[str(requests["progress"].id)].progress == {}
+        assert infos[str(requests["foreground"].id)].foreground_info is None
+        assert infos[str(requests["good"].id)].output_data == {"ok": 1}
+    finally:
+        wm.close()

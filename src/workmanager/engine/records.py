@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import timedelta
 
@@ -13,6 +14,8 @@ from workmanager.engine import schedule
 from workmanager.info import ForegroundInfo, PeriodicityInfo, State, StopReason, WorkInfo
 from workmanager.requests import Constraints, NetworkType, PeriodicWorkRequest, WorkRequest
 from workmanager.storage.base import NEVER, InfoRow, NewWork, ScheduleFields
+
+log = logging.getLogger("workmanager.records")
 
 
 def new_work(
@@ -132,8 +135,10 @@ def work_info(row: InfoRow) -> WorkInfo:
         id=uuid.UUID(row.id),
         state=state,
         tags=frozenset(row.tags),
-        output_data=Data.from_json(row.output) if state.is_finished and not periodic else Data.EMPTY,
-        progress=Data.from_json(row.progress) if state is State.RUNNING else Data.EMPTY,
+        output_data=(
+            _stored(row.output, "output", row.id) if state.is_finished and not periodic else Data.EMPTY
+        ),
+        progress=_stored(row.progress, "progress", row.id) if state is State.RUNNING else Data.EMPTY,
         run_attempt_count=row.run_attempt_count,
         generation=row.generation,
         constraints=Constraints(
@@ -157,8 +162,24 @@ def work_info(row: InfoRow) -> WorkInfo:
         ),
         stop_reason=stop_reason,
         foreground_info=(
-            ForegroundInfo(**json.loads(row.foreground))
-            if state is State.RUNNING and row.foreground
-            else None
+            _foreground(row.foreground, row.id) if state is State.RUNNING and row.foreground else None
         ),
     )
+
+
+def _stored(text: str | None, what: str, work_id: str) -> Data:
+    """Stored Data, or empty Data when the row holds something else (written by hand or by
+    another program): one such row must not make every read that lists it raise."""
+    try:
+        return Data.from_json(text)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        log.warning("work %s: its stored %s is not valid Data (%s); read as empty", work_id, what, exc)
+        return Data.EMPTY
+
+
+def _foreground(text: str, work_id: str) -> ForegroundInfo | None:
+    try:
+        return ForegroundInfo(**json.loads(text))
+    except (ValueError, TypeError) as exc:
+        log.warning("work %s: its stored foreground info is not valid (%s); read as none", work_id, exc)
+        return None
