@@ -236,3 +236,50 @@ def test_case23_reads_list_rows_whose_stored_output_progress_or_foreground_is_ma
         assert infos[str(requests["good"].id)].output_data == {"ok": 1}
     finally:
         wm.close()
+
+
+def test_case23_the_dashboard_renders_malformed_rows(tmp_path: Path) -> None:
+    """The list, the metrics and each work's page answer (none a server error) with the rows of
+    case 23 that the schema lets in, and with output, progress and foreground info that only a
+    database edited by hand holds."""
+    import sqlite3
+
+    from starlette.testclient import TestClient
+
+    from workmanager.dashboard import create_app
+
+    db = tmp_path / "work.db"
+    wm = WorkManager(db, workers=[Mark])
+    corrupt = {
+        "input_invalid_json": "input = '{\"job\": '",
+        "input_not_an_object": "input = '[1, 2]'",
+        "bytes_marker_not_base64": 'input = \'{"k": {"$b": "!!"}}\'',
+        "unknown_worker": "worker_name = 'os.system'",
+        "run_at_year_9999": "next_run_time = 253402300799000",
+        "negative_attempt": "run_attempt_count = -5",
+        "output_invalid_json": "state = 2, output = '{bad', finished_at = 1",
+        "output_not_an_object": "state = 3, output = '[1]', finished_at = 1",
+        "progress_invalid_json": "state = 1, progress = '{bad', runner_id = 'r', run_token = 1",
+        "foreground_invalid_json": "state = 1, foreground = '{bad', runner_id = 'r', run_token = 1",
+        "stop_reason_unknown": "stop_reason = 12345",
+        # Not "state = 9": the schema refuses it, and with the checks switched off the dashboard
+        # answers 500 for it (left to the dashboard's owners; reported).
+    }
+    try:
+        ids = {}
+        for kind, clause in corrupt.items():
+            request = OneTimeWorkRequest(Mark, input_data={"job": kind})
+            wm.enqueue(request)
+            with sqlite3.connect(db) as conn:
+                conn.execute("PRAGMA ignore_check_constraints = 1")
+                conn.execute(f"UPDATE workspec SET {clause} WHERE id = ?", (str(request.id),))
+            ids[kind] = str(request.id)
+        client = TestClient(
+            create_app(wm), base_url="http://127.0.0.1:8765", client=("127.0.0.1", 40000),
+            raise_server_exceptions=False,
+        )  # fmt: skip
+        answers = {page: client.get(page).status_code for page in ("/", "/rows", "/metrics")}
+        answers |= {kind: client.get(f"/work/{work_id}").status_code for kind, work_id in ids.items()}
+        assert {k: v for k, v in answers.items() if v != 200} == {}
+    finally:
+        wm.close()
