@@ -505,7 +505,12 @@ def diagnose(wm: WorkManager, *, now_ms: int, oldest: int = 5) -> dict[str, Any]
     me = recovery.ProcessIdentity.current()
     lease_ms = to_ms(wm.configuration.lease_timeout)
     runners = storage.runner_list()
-    live = [r for r in runners if not recovery.runner_is_dead(r, me, now=now_ms, lease_ms=lease_ms)]
+    # The host's monotonic clock, as the rescuer does: a wall-clock jump must not show live
+    # processes on this host as dead.
+    mono = time.monotonic()
+    live = [
+        r for r in runners if not recovery.runner_is_dead(r, me, now=now_ms, lease_ms=lease_ms, mono=mono)
+    ]
     live_ids = {r.id for r in live}
     owners = storage.work_running_runner_ids()
     orphaned = sum(1 for owner in owners if owner not in live_ids)
