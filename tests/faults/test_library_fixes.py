@@ -107,3 +107,24 @@ def test_an_enqueue_into_a_full_database_raises_storage_full_and_writes_nothing(
         wm.enqueue(batch)
     assert all(wm.get_work_info_by_id(r.id) is None for r in batch)
     wm.close()
+
+
+def test_diagnose_shows_a_live_process_alive_after_a_wall_clock_jump(tmp_path: Path) -> None:
+    """The diagnostics judged leases on the wall clock alone, as the rescuer did (case 17)."""
+    import os
+    import time
+
+    from workmanager.cli import diagnose
+    from workmanager.engine.recovery import ProcessIdentity
+
+    wm = WorkManager(tmp_path / "w.db", workers=[Succeeds])
+    me = ProcessIdentity.current()
+    with wm._storage.transaction() as tx:
+        tx.runner_upsert(id="me", host=me.host, boot_id=me.boot_id, pid=os.getpid(),
+                         process_started=me.process_started, now=T0, workers="[]",
+                         mono=time.monotonic())  # fmt: skip
+
+    report = diagnose(wm, now_ms=T0 + 2 * 3_600_000)  # the wall clock is 2 h ahead of the stamp
+
+    assert [w["alive"] for w in report["workers"]] == [True]
+    wm.close()
