@@ -222,7 +222,9 @@ class WorkManager:
     def _insert(self, rows: list[NewWork], connection: Any = None) -> None:
         if connection is None and not self._inline and not _may_drop_out_of_quota(rows):
             # Nothing to read or decide first: the storage's shortest way to insert.
+            faults.hit("enqueue.before_commit")  # one statement here: before it is before commit
             self._storage.work_insert_alone(rows)
+            faults.hit("enqueue.after_commit")
             self._changed()
             return
         with self._transaction(connection) as tx:
