@@ -6,10 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("PIL")
-
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "image_pipeline.py"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ import uvicorn
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
+from services import POSTGRES_URL, require_postgres
 from workmanager import Result, Worker, WorkManager
 
 LOCAL = ("127.0.0.1", 40000)
@@ -98,22 +98,13 @@ def serve() -> Iterator[Callable[[ASGIApp], Served]]:
         served.stop()
 
 
-POSTGRES_URL = os.environ.get("WORKMANAGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A fresh schema on the machine's PostgreSQL, dropped afterwards. Without a server the
     test skips, unless CI is set: then it fails."""
     import psycopg
 
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
+    require_postgres()
     schema = f"wmdash_{uuid.uuid4().hex[:12]}"
     yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}schema={schema}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:

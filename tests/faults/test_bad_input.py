@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from .harness.app import Mark
 from .harness.checker import Report, check
 from .harness.drive import drain, wait_until
 from .harness.registry import Context, scenario
-from .harness.target import POSTGRES_URL
+from .harness.target import require_postgres
 
 
 class _Custom:
@@ -68,15 +67,7 @@ BAD: dict[str, tuple[Callable[[WorkManager], None], type[Exception]]] = {
 
 
 def _require_server() -> None:
-    import psycopg
-
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
+    require_postgres()
 
 
 def _rows(ctx: Context) -> int:

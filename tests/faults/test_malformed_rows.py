@@ -9,13 +9,13 @@ newer than the library's is refused at open.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from services import require_postgres
 from workmanager import OneTimeWorkRequest, WorkInfo, WorkManager
 from workmanager.errors import SchemaTooNewError
 
@@ -24,7 +24,6 @@ from .harness.app import Mark
 from .harness.checker import Report, check
 from .harness.drive import drain, enqueue_jobs, manager, wait_until
 from .harness.registry import Context, scenario
-from .harness.target import POSTGRES_URL
 
 S = WorkInfo.State
 
@@ -147,16 +146,8 @@ def malformed_rows(ctx: Context) -> Report:
 
 
 def _require(backend: str) -> None:
-    if backend != "postgres":
-        return
-    import psycopg
-
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable with CI set: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    if backend == "postgres":
+        require_postgres()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

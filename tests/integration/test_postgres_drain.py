@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from services import POSTGRES_URL, require_postgres, unavailable
 from workmanager import OneTimeWorkRequest, WorkInfo, WorkManager
 
 from .conftest import Cluster
 from .ledger_app import Mark
 
-POSTGRES_URL = os.environ.get("WORKMANAGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 S = WorkInfo.State
 
 
@@ -27,13 +27,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh schema on the test server, dropped afterwards."""
     import psycopg
 
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
+    require_postgres()
     schema = f"wmtest_{uuid.uuid4().hex[:12]}"
     sep = "&" if "?" in POSTGRES_URL else "?"
     yield f"{POSTGRES_URL}{sep}schema={schema}"
@@ -83,10 +77,7 @@ def _restart_postgres() -> None:
 
     versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
     if not versions or shutil.which("pg_ctlcluster") is None:
-        message = "cannot restart PostgreSQL here (no pg_ctlcluster cluster)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        unavailable("cannot restart PostgreSQL here (no pg_ctlcluster cluster)")
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart", "-m", "fast"],
         check=True,

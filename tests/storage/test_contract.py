@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from services import POSTGRES_URL, require_postgres
 from workmanager import errors
 from workmanager.config import Configuration
 from workmanager.info import State
@@ -25,7 +26,6 @@ from workmanager.storage import open_storage
 from workmanager.storage._queries import load_queries
 from workmanager.storage.base import NEVER, NewWork, Storage
 
-POSTGRES_URL = os.environ.get("WORKMANAGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgres"]
 
 ENQUEUED, RUNNING, SUCCEEDED, FAILED, BLOCKED, CANCELLED = (s.value for s in State)
@@ -34,19 +34,6 @@ NOW = 1_700_000_000_000
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-
-
-def require_postgres() -> None:
-    """Skip without a server; fail instead when CI is set (a missing service must not pass CI)."""
-    import psycopg
-
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
 
 
 def drop_schema(schema: str) -> None:
@@ -103,6 +90,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield b
     finally:
         b.close()
+
+
+#: A test of one backend's own behaviour runs on that backend only (not skipped on the other).
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+postgres_only = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 
 @pytest.fixture
@@ -335,9 +327,8 @@ def test_claims_from_many_connections_never_share_a_row(backend: Backend) -> Non
     assert first.work_count_by_state() == {RUNNING: 200}
 
 
+@postgres_only  # SQLite has one writer at a time: a second claim waits instead
 def test_postgres_claim_passes_over_rows_another_transaction_is_claiming(backend: Backend) -> None:
-    if backend.kind != "postgres":
-        pytest.skip("SQLite has one writer at a time: a second claim waits instead")
     one, two = backend.open(), backend.open()
     insert(one, *[work(f"w{i}", next_run_time=i) for i in range(6)])
     with one.transaction() as tx:
@@ -659,9 +650,8 @@ def test_expedited_claims_take_only_expedited_work(storage: Storage) -> None:
 # -- SQLite: telling other processes what changed --------------------------------------------------
 
 
+@sqlite_only
 def test_sqlite_tells_other_processes_a_work_change_from_a_change_of_state(backend: Backend) -> None:
-    if backend.kind != "sqlite":
-        pytest.skip("SQLite only")
     mine, other = backend.open(), backend.open()
     assert mine.foreign_work_changed() is False  # type: ignore[attr-defined]
     insert(mine, work("a"))
@@ -677,9 +667,8 @@ def test_sqlite_tells_other_processes_a_work_change_from_a_change_of_state(backe
     assert mine.foreign_work_changed() is False, "nor does a success"  # type: ignore[attr-defined]
 
 
+@sqlite_only
 def test_sqlite_transaction_that_changed_nothing_wakes_no_one(backend: Backend) -> None:
-    if backend.kind != "sqlite":
-        pytest.skip("SQLite only")
     mine = backend.open()
     paths = list(mine.watch_paths())  # type: ignore[attr-defined]
     before = [os.stat(p).st_mtime_ns for p in paths]
@@ -689,11 +678,6 @@ def test_sqlite_transaction_that_changed_nothing_wakes_no_one(backend: Backend) 
 
 
 # -- PostgreSQL: migrations, clock, notifications --------------------------------------------------------
-
-
-def postgres_only(backend: Backend) -> None:
-    if backend.kind != "postgres":
-        pytest.skip("PostgreSQL only")
 
 
 def test_a_statement_failing_late_fails_the_whole_transaction(storage: Storage) -> None:
@@ -710,8 +694,8 @@ def test_a_statement_failing_late_fails_the_whole_transaction(storage: Storage) 
     assert state_of(storage, "kept") == ENQUEUED
 
 
+@postgres_only
 def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: Backend) -> None:
-    postgres_only(backend)
     opened: list[Storage] = []
     failures: list[BaseException] = []
 
@@ -731,16 +715,16 @@ def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: B
     assert backend.sql("SELECT version FROM workmanager_schema_version") == [(1,)]
 
 
+@postgres_only
 def test_postgres_refuses_a_schema_from_a_newer_release(backend: Backend) -> None:
-    postgres_only(backend)
     backend.open()
     backend.sql("INSERT INTO workmanager_schema_version (version) VALUES (99)")
     with pytest.raises(errors.SchemaTooNewError):
         open_storage(backend.url, Configuration())
 
 
+@postgres_only
 def test_postgres_refuses_a_schema_with_someone_elses_workspec(backend: Backend) -> None:
-    postgres_only(backend)
     backend.sql(f'CREATE SCHEMA "{backend.schema}"')
     backend.sql("CREATE TABLE workspec (x int)")
     with pytest.raises(errors.NotAWorkManagerDatabaseError):
@@ -752,10 +736,10 @@ def test_postgres_rejects_a_schema_name_that_is_not_an_identifier() -> None:
         open_storage(POSTGRES_URL + "?schema=bad;name", Configuration())
 
 
+@postgres_only
 def test_postgres_leases_are_judged_on_the_database_clock(backend: Backend) -> None:
     """A runner on another host is dead when its lease lapses on the database's clock, whatever
     the clock of the process looking."""
-    postgres_only(backend)
     from workmanager.engine.recovery import ProcessIdentity, Rescuer
 
     storage = backend.open()
@@ -775,8 +759,8 @@ def test_postgres_leases_are_judged_on_the_database_clock(backend: Backend) -> N
     assert set(owners) == {"fresh"}
 
 
+@postgres_only
 def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) -> None:
-    postgres_only(backend)
     mine, other = backend.open(), backend.open()
     heard = threading.Event()
     kinds: list[bool] = []
@@ -815,9 +799,9 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         stop()
 
 
+@postgres_only
 def test_postgres_claims_and_successes_are_not_work_changes_but_unblocks_are(backend: Backend) -> None:
     """Other dispatchers need not look for new work after a claim or a plain success."""
-    postgres_only(backend)
     mine, other = backend.open(), backend.open()
     kinds: list[bool] = []
     heard = threading.Event()
@@ -862,8 +846,8 @@ def test_postgres_claims_and_successes_are_not_work_changes_but_unblocks_are(bac
         stop()
 
 
+@postgres_only
 def test_postgres_enqueue_joins_the_callers_transaction(backend: Backend) -> None:
-    postgres_only(backend)
     import psycopg
 
     storage = backend.open()
@@ -970,8 +954,8 @@ def test_enqueue_with_a_connection_needs_postgres(tmp_path: Path) -> None:
         wm.close()
 
 
+@postgres_only
 def test_postgres_work_exists_if_and_only_if_the_application_commits(backend: Backend) -> None:
-    postgres_only(backend)
     import psycopg
 
     from workmanager import ExistingWorkPolicy, OneTimeWorkRequest, Result, Worker, WorkManager
@@ -1001,8 +985,8 @@ def test_postgres_work_exists_if_and_only_if_the_application_commits(backend: Ba
         wm.close()
 
 
+@postgres_only
 def test_one_process_at_a_time_does_the_cluster_wide_duties_and_a_survivor_takes_over(backend: Backend):
-    postgres_only(backend)
     first, second = backend.open(), backend.open()
 
     assert first.try_lead() is True  # type: ignore[attr-defined]

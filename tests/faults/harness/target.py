@@ -6,13 +6,12 @@ checker reads the database through :meth:`Target.sql`, a connection of its own.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
-POSTGRES_URL = os.environ.get("WORKMANAGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+from services import POSTGRES_URL, require_postgres  # noqa: F401 - re-exported to the scenarios
 
 
 class Target:
@@ -56,17 +55,3 @@ class Target:
 
             with psycopg.connect(POSTGRES_URL, autocommit=True) as pg:
                 pg.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-
-
-def require_postgres() -> None:
-    """Skip without a server; fail instead when CI is set (a missing service must not pass CI)."""
-    import psycopg
-    import pytest
-
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        message = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
