@@ -121,9 +121,12 @@ def worker(app: str, grace: float | None, metrics_port: int | None) -> None:
 
     Example: workmanager worker myapp.tasks:wm
     """
-    wm = load_app(app)
-    if metrics_port is not None:
-        _serve_metrics(wm, metrics_port)
+    # The kernel hands a process-directed signal to any thread that does not block it, and
+    # one that lands on a helper thread does not wake the main thread from its wait (seen
+    # when SIGTERM follows SIGCONT by a few ms). Every thread started from here on (the
+    # app's, the engine's, the pool's) inherits this mask; only the main thread unblocks.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -133,12 +136,18 @@ def worker(app: str, grace: float | None, metrics_port: int | None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    wm = load_app(app)
+    if metrics_port is not None:
+        _serve_metrics(wm, metrics_port)
     wm.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     click.echo(f"workmanager worker: running {app} on {wm.database} (pid {os.getpid()})", err=True)
     tty = sys.stderr.isatty()
     last_done = _finished(wm)
     last_t = time.monotonic()
-    while not stop.wait(1.0 if tty else 3600):
+    # A bounded wait as well: a thread started by native code before the mask could still
+    # take the signal; the flag is then seen within seconds instead of an hour.
+    while not stop.wait(1.0 if tty else 5.0):
         if tty:
             counts = _counts(wm)
             done = _finished(wm)

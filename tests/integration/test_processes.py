@@ -141,6 +141,42 @@ def test_sigterm_puts_work_that_outlasts_the_grace_period_back_in_the_queue(clus
     assert [e["event"] for e in cluster.events() if e["job"] == "long"] == ["start", "stopped"]
 
 
+def _blocked_signals(pid: int, tid: str) -> int:
+    with open(f"/proc/{pid}/task/{tid}/status") as status:
+        line = next(row for row in status if row.startswith("SigBlk:"))
+    return int(line.split()[1], 16)
+
+
+def test_only_the_worker_main_thread_can_take_sigterm_or_sigint(cluster: Cluster) -> None:
+    # Otherwise the kernel may hand the signal to a helper thread, which does not wake
+    # the main thread's wait: a SIGTERM right after SIGCONT then went unnoticed for an hour.
+    wm = app(cluster)
+    request = OneTimeWorkRequest(Mark, input_data={"job": "busy", "sleep": 30.0})
+    wm.enqueue(request)
+    worker = cluster.start_worker()
+    cluster.wait_for(lambda: cluster.starts()["busy"] == 1, what="start")
+    stop_bits = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+
+    threads = {tid: _blocked_signals(worker.pid, tid) for tid in os.listdir(f"/proc/{worker.pid}/task")}
+
+    assert len(threads) > 3  # the engine's threads and the run's pool thread are there
+    assert threads.pop(str(worker.pid)) & stop_bits == 0
+    assert all(mask & stop_bits == stop_bits for mask in threads.values()), threads
+
+
+def test_sigterm_right_after_sigcont_stops_the_worker(cluster: Cluster) -> None:
+    wm = app(cluster)
+    for round_ in range(3):
+        job = f"ping-{round_}"
+        wm.enqueue(OneTimeWorkRequest(Mark, input_data={"job": job}))
+        worker = cluster.start_worker()
+        cluster.wait_for(lambda job=job: cluster.starts()[job] == 1, what="the worker to run a job")
+        os.killpg(worker.pid, signal.SIGSTOP)
+        os.killpg(worker.pid, signal.SIGCONT)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
 def test_cancelling_from_another_process_stops_the_running_worker(cluster: Cluster) -> None:
     wm = app(cluster)
     request = OneTimeWorkRequest(Mark, input_data={"job": "cancel-me", "sleep": 60.0})
