@@ -658,7 +658,9 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
         raise ValueError(f"not a work id (uuid): {value!r}") from None
 
 
+_DROP_WORK_REQUEST = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
+
+
 def _may_drop_out_of_quota(rows: list[NewWork]) -> bool:
     """Whether any row is expedited work that OutOfQuotaPolicy.DROP_WORK_REQUEST may drop."""
-    drop = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
-    return any(r.expedited and r.out_of_quota_policy == drop for r in rows)
+    return any(r.expedited and r.out_of_quota_policy == _DROP_WORK_REQUEST for r in rows)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from workmanager.data import Data, DataLike, InputMerger, OverwritingInputMerger
+from workmanager.ids import uuid7
 
 if TYPE_CHECKING:
     from workmanager.worker import ListenableWorker
@@ -255,7 +256,7 @@ def _common(
     ):
         raise ValueError("cannot set backoff criteria on work that requires_device_idle")
     return {
-        "id": id or uuid.uuid4(),
+        "id": id or uuid7(),
         "worker_name": name,
         "input_data": Data.of(input_data),
         "constraints": constraints,

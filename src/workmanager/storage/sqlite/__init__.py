@@ -150,6 +150,10 @@ class SqliteTransaction:
             raise errors.WorkAlreadyExistsError(
                 f"work {', '.join(existing) or '?'} already exists; each request can be enqueued once"
             ) from exc
+        if len(rows) == 1 and len(rows[0].tags) == 1 and not rows[0].names and not rows[0].prerequisites:
+            row = rows[0]  # the common single enqueue, with the worker's own tag only
+            conn.execute(_Q["worktag_insert"], (row.tags[0], row.id))
+            return
         conn.executemany(_Q["worktag_insert"], ((t, r.id) for r in rows for t in r.tags))
         names = [(n, r.id) for r in rows for n in r.names]
         if names:
@@ -440,6 +444,11 @@ class SqliteStorage(DashboardReads):
         self._conn = self._connect(path, configuration)
         self._busy_timeout_ms = int(configuration.busy_timeout.total_seconds() * 1000)
         self._tx = SqliteTransaction(self._conn)
+        # Opening and migrating waited in SQLite's own busy handler; from here on every wait
+        # for a lock is ours (_begin_immediate's short steps, _retry_busy for reads): SQLite's
+        # handler sleeps 1, 2, 5, 10 ms between tries where a writer holds the lock for well
+        # under one.
+        self._conn.execute("PRAGMA busy_timeout=0")
         _OPEN.add(self)
         self._data_version = self._read_data_version()
         self._notify_fd = self._state_fd = -1
@@ -608,24 +617,27 @@ class SqliteStorage(DashboardReads):
     BUSY_RETRY_S = (0.00005, 0.002)
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, waiting for the write lock in short steps of our own."""
-        conn.execute("PRAGMA busy_timeout=0")
+        """BEGIN IMMEDIATE, waiting for the write lock in short steps of our own.
+
+        The connection's busy_timeout is 0 once open (see __init__): this loop and
+        _retry_busy are the only waits, and a write pays no PRAGMA to switch between them."""
         try:
-            deadline = time.monotonic() + self._busy_timeout_ms / 1000
-            delay, longest = self.BUSY_RETRY_S
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
-                    if time.monotonic() > deadline:
-                        break
-                time.sleep(delay)
-                delay = min(delay * 2, longest)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay, longest = self.BUSY_RETRY_S
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, longest)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
         _retry_busy("begin", lambda: conn.execute("BEGIN IMMEDIATE"))
 
     def work_insert_alone(self, rows: list[NewWork]) -> None:
