@@ -587,28 +587,33 @@ class SqliteStorage(DashboardReads):
             try:
                 yield tx
             except BaseException as exc:
-                # SQLite has already rolled back after some errors (SQLITE_FULL): a second
-                # ROLLBACK would raise and hide the real error.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                _raise_if_full(exc, self.url)
+                self._abort(conn, exc)
                 raise
-            try:
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
-                    _retry_busy("commit", lambda: conn.execute("COMMIT"))
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                _raise_if_full(exc, self.url)
-                raise
+            self._commit(conn)
             changes = conn.total_changes - changes_before
             tx.work_changed = changes > tx.state_only_changes
             if changes:
                 self._notify(work=tx.work_changed)
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """COMMIT, retrying a busy one; if it fails, roll back and raise the typed error."""
+        try:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                _retry_busy("commit", lambda: conn.execute("COMMIT"))
+        except BaseException as exc:
+            self._abort(conn, exc)
+            raise
+
+    def _abort(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        # SQLite has already rolled back after some errors (SQLITE_FULL): a second
+        # ROLLBACK would raise and hide the real error.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        _raise_if_full(exc, self.url)
 
     #: While another process holds the write lock, try again after this long, doubling up to
     #: the second figure. SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries,
@@ -641,9 +646,18 @@ class SqliteStorage(DashboardReads):
         _retry_busy("begin", lambda: conn.execute("BEGIN IMMEDIATE"))
 
     def work_insert_alone(self, rows: list[NewWork]) -> None:
-        """work_insert in a transaction of its own."""
-        with self.transaction() as tx:
-            tx.work_insert(rows)
+        """work_insert in a transaction of its own: transaction() without its bookkeeping
+        (an insert is always a work change), for the hottest write there is."""
+        with self._lock:
+            conn = self._conn
+            self._begin_immediate(conn)
+            try:
+                self._tx.work_insert(rows)
+            except BaseException as exc:
+                self._abort(conn, exc)
+                raise
+            self._commit(conn)
+            self._notify(work=True)
 
     def _notify(self, *, work: bool) -> None:
         try:
