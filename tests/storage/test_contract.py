@@ -241,6 +241,32 @@ def test_many_rows_insert_in_one_transaction(storage: Storage) -> None:
     assert len(storage.work_info_by_tag("bulk")) == 500
 
 
+def test_a_row_inserted_in_a_batch_reads_back_as_one_inserted_alone(storage: Storage) -> None:
+    def odd(work_id: str) -> NewWork:  # every kind of value a column can hold, at its edges
+        return work(work_id, tags=("t", "ünï ✓", 'q"uote'), next_run_time=NEVER, charging=1)._replace(
+            input='{"s": "ünï\\n\\"✓\\"", "n": null, "big": 9007199254740993}',
+            cron="*/5 * * * *",
+            cron_timezone="Europe/Berlin",
+            custom_constraints='["gpu"]',
+            trigger_paths=None,
+            finished_at=None,
+            stop_reason=-256,
+            backoff_delay_ms=2**40,
+        )
+
+    storage.work_insert_alone([odd("alone")])
+    insert(storage, odd("batched"), work("other"))
+
+    def seen(work_id: str) -> dict[str, Any]:
+        row = storage.work_detail(work_id)  # every column
+        assert row is not None
+        return {**row, "id": None}
+
+    assert seen("batched") == seen("alone")
+    assert sorted(r.id for r in storage.work_info_by_tag("ünï ✓")) == ["alone", "batched"]
+    assert [r.id for r in storage.work_info_by_tag('q"uote') if r.id == "batched"] == ["batched"]
+
+
 def test_preferences_round_trip(storage: Storage) -> None:
     assert storage.preference_get("k") is None
     with storage.transaction() as tx:

@@ -228,19 +228,14 @@ class PostgresTransaction:
             with conn.cursor() as cur:
                 if len(rows) == 1:
                     cur.execute(_Q["work_insert"], _insert_params(rows[0]))
-                else:
-                    columns = [
-                        list(column) for column in zip(*(_insert_params(r) for r in rows), strict=True)
-                    ]
-                    cur.execute(_Q["work_insert_many"], columns)
-                tags = [(t, r.id) for r in rows for t in r.tags]
-                if len(tags) == 1:
-                    cur.execute(_Q["worktag_insert"], tags[0])
-                elif tags:
-                    cur.execute(
-                        _Q["worktag_insert_many"],
-                        {"tags": [t for t, _ in tags], "work_ids": [i for _, i in tags]},
-                    )
+                    tags = [(t, rows[0].id) for t in rows[0].tags]
+                    if len(tags) == 1:
+                        cur.execute(_Q["worktag_insert"], tags[0])
+                    elif tags:
+                        cur.executemany(_Q["worktag_insert"], tags)
+                else:  # the rows and their tags, from one JSON document
+                    batch = json.dumps([_insert_params(r) for r in rows])
+                    cur.execute(_Q["work_insert_many"], {"rows": batch})
                 names = [{"name": n, "work_id": r.id} for r in rows for n in r.names]
                 if names:
                     cur.executemany(_Q["workname_insert"], names)
