@@ -100,6 +100,10 @@ def _decode(value: Any) -> Value:
     return value  # type: ignore[no-any-return]
 
 
+#: One encoder for every Data: json.dumps with options builds a new one per call.
+_STORED_FORM = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 class Data(Mapping[str, Value]):
     """An immutable mapping of str to JSON-like values.
 
@@ -157,9 +161,7 @@ class Data(Mapping[str, Value]):
     def to_json(self) -> str:
         """The stored form: compact JSON text with sorted keys."""
         if self._json is None:
-            self._json = json.dumps(
-                {k: _encode(v) for k, v in self._values.items()}, separators=(",", ":"), sort_keys=True
-            )
+            self._json = _STORED_FORM.encode({k: _encode(v) for k, v in self._values.items()})
         return self._json
 
     @classmethod
