@@ -720,6 +720,14 @@ def test_a_statement_failing_late_fails_the_whole_transaction(storage: Storage) 
     assert state_of(storage, "kept") == ENQUEUED
 
 
+def test_deleting_work_deletes_its_tag_rows_and_no_other(backend: Backend) -> None:
+    storage = backend.open()
+    insert(storage, work("a", tags=("t", "u"), state=SUCCEEDED), work("b", tags=("t",), state=SUCCEEDED))
+    with storage.transaction() as tx:
+        tx.work_delete(["a"])
+    assert backend.sql("SELECT tag, work_id FROM worktag ORDER BY tag, work_id") == [("t", "b")]
+
+
 @postgres_only
 def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: Backend) -> None:
     opened: list[Storage] = []
@@ -738,7 +746,10 @@ def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: B
         t.join(60)
     backend.opened.extend(opened)
     assert not failures, failures
-    assert backend.sql("SELECT version FROM workmanager_schema_version") == [(1,)]
+    from workmanager.storage.postgres import _MIGRATIONS
+
+    versions = backend.sql("SELECT version FROM workmanager_schema_version ORDER BY version")
+    assert versions == [(number,) for number, _, _ in _MIGRATIONS]  # each applied once
 
 
 @postgres_only
