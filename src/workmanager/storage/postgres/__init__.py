@@ -128,7 +128,9 @@ def _redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+@functools.lru_cache(maxsize=1024)
 def _tags(text: str | None) -> tuple[str, ...]:
+    """A JSON list column as a tuple; cached, as a worker's runs mostly share their tags."""
     return tuple(json.loads(text)) if text else ()
 
 
@@ -313,9 +315,8 @@ class PostgresTransaction:
 
     def work_succeed_many(self, runs: list[tuple[str, int, str]], now: int) -> None:
         # Deferred: nothing reads its result, so it travels with the claim and the COMMIT.
-        ids, tokens, outputs = (list(column) for column in zip(*runs, strict=True))
-        params = {"ids": ids, "run_tokens": tokens, "outputs": outputs, "now": now}
-        self._exec("work_succeed_many", params, defer=True)
+        batch = json.dumps([{"id": i, "run_token": t, "output": o} for i, t, o in runs])
+        self._exec("work_succeed_many", {"runs": batch, "now": now}, defer=True)
         self.changed = True
 
     def work_enqueue_if_running(
@@ -359,8 +360,9 @@ class PostgresTransaction:
     def dependency_unblock_many(self, work_ids: list[str], now: int) -> None:
         # Deferred, both: in pipeline mode the server still runs them one after the other, so
         # the second's snapshot is taken after the first's locks are granted.
-        self._exec("dependency_lock_dependents_many", {"ids": work_ids}, defer=True)
-        params = {"ids": work_ids, "now": now, "channel": self._channel, "payload": self.work_payload}
+        ids = json.dumps(work_ids)
+        self._exec("dependency_lock_dependents_many", {"ids": ids}, defer=True)
+        params = {"ids": ids, "now": now, "channel": self._channel, "payload": self.work_payload}
         self._unblocks.append(self._exec("dependency_unblock_many", params, defer=True))
 
     def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:

@@ -184,12 +184,13 @@ SET state = 2, output = %(output)s, progress = NULL, foreground = NULL, runner_i
 WHERE id = %(id)s AND state = 1 AND run_token = %(run_token)s;
 
 -- name: work_succeed_many
--- work_succeed_if_running for a batch of finished runs in one statement: the arrays hold each
--- run's id, run token and output, in the same order.
+-- work_succeed_if_running for a batch of finished runs in one statement: %(runs)s is a JSON
+-- array of {"id", "run_token", "output"} (one text dumped in C: arrays of values are dumped
+-- one element at a time in Python, which cost more than the statement).
 UPDATE workspec AS w
 SET state = 2, output = d.output, progress = NULL, foreground = NULL, runner_id = NULL, run_token = NULL,
     orphan_count = 0, finished_at = %(now)s
-FROM unnest(%(ids)s::text[], %(run_tokens)s::bigint[], %(outputs)s::text[]) AS d(id, run_token, output)
+FROM jsonb_to_recordset(%(runs)s::jsonb) AS d(id text, run_token bigint, output text)
 WHERE w.id = d.id AND w.state = 1 AND w.run_token = d.run_token;
 
 -- name: work_fail_if_running
@@ -222,8 +223,11 @@ FOR UPDATE OF w;
 
 -- name: dependency_lock_dependents_many
 -- dependency_lock_dependents for several prerequisites at once.
+-- %(ids)s is a JSON array (see work_succeed_many); ARRAY(...) reads it once.
 SELECT w.id FROM workspec w
-WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = ANY(%(ids)s::text[])) AND w.state = 4
+WHERE w.id IN (SELECT work_id FROM dependency
+               WHERE prerequisite_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb))))
+  AND w.state = 4
 ORDER BY w.id
 FOR UPDATE OF w;
 
@@ -233,7 +237,8 @@ FOR UPDATE OF w;
 WITH unblocked AS (
     UPDATE workspec AS w
     SET state = 0, last_enqueue_time = %(now)s, next_run_time = %(now)s + w.initial_delay_ms
-    WHERE w.id IN (SELECT work_id FROM dependency WHERE prerequisite_id = ANY(%(ids)s::text[]))
+    WHERE w.id IN (SELECT work_id FROM dependency
+                   WHERE prerequisite_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb))))
       AND w.state = 4
       AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id
                       WHERE d.work_id = w.id AND p.state <> 2)

@@ -55,7 +55,9 @@ _BUSY_GIVE_UP_S = 120.0
 T = TypeVar("T")
 
 
+@functools.lru_cache(maxsize=1024)
 def _tags(text: str | None) -> tuple[str, ...]:
+    """A JSON list column as a tuple; cached, as a worker's runs mostly share their tags."""
     return tuple(json.loads(text)) if text else ()
 
 
