@@ -12,6 +12,7 @@ import asyncio
 import collections
 import json
 import logging
+import queue
 import random
 import threading
 import time
@@ -31,7 +32,14 @@ from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
 from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcomes
 from workmanager.info import StopReason
 from workmanager.storage.base import ClaimedWork, Storage, Transaction
-from workmanager.worker import CoroutineWorker, ForegroundInfo, ListenableWorker, Result, WorkerFactory
+from workmanager.worker import (
+    CoroutineWorker,
+    ForegroundInfo,
+    ListenableWorker,
+    Result,
+    Worker,
+    WorkerFactory,
+)
 
 log = logging.getLogger("workmanager.dispatcher")
 
@@ -48,6 +56,56 @@ class _Run:
     started: float = 0.0
     #: long-running work (set_foreground) is exempt from the execution timeout
     foreground: bool = False
+
+
+class _RunThreads:
+    """Threads that run plain Workers' ``do_work``, up to ``limit`` at once.
+
+    A ThreadPoolExecutor costs a Future (a Condition, a callback list) and a semaphore per
+    call: 19 us of CPU per no-op job against 4 us here, measured on this machine. Jobs come
+    from the dispatcher only, at most one per free slot, so each submit either takes an idle
+    thread or starts one: none ever waits in the queue for a busy thread.
+    """
+
+    def __init__(self, limit: int, name: str) -> None:
+        self._limit = limit
+        self._name = name
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._started = 0
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # that thread is spoken for
+                start = False
+            else:
+                # Past the limit only if the dispatcher started more runs than slots; a
+                # thread more is then better than a run waiting behind a long one.
+                self._started += 1
+                start = True
+                number = self._started
+        if start:
+            threading.Thread(target=self._serve, name=f"{self._name}_{number}", daemon=True).start()
+        self._queue.put(fn)
+
+    def _serve(self) -> None:
+        while True:
+            fn = self._queue.get()
+            if fn is None:
+                return
+            fn()  # never raises: the run catches what do_work raises
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Idle threads end now, busy ones after their run (daemon threads: they never hold
+        the interpreter open, as after a crash their work is taken over)."""
+        with self._lock:
+            count = self._started
+        for _ in range(count):
+            self._queue.put(None)
 
 
 class _EventLoopThread:
@@ -101,6 +159,7 @@ class Engine:
         self._lock = threading.Lock()
         self._loop_thread: _EventLoopThread | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._run_threads: _RunThreads | None = None
         self._thread: threading.Thread | None = None
         self._draining = False
         self._stopping = False
@@ -281,9 +340,12 @@ class Engine:
 
     def start(self) -> None:
         """Register this process, take back work of dead ones, and start the dispatcher thread."""
+        # The workers' background executor (WorkerParameters.background_executor), and the
+        # threads that run plain Workers (a Worker that keeps the standard start_work).
         self._executor = ThreadPoolExecutor(
             self._config.max_concurrency, thread_name_prefix="workmanager-worker"
         )
+        self._run_threads = _RunThreads(self._config.max_concurrency, "workmanager-worker-run")
         now = self._clock.now_ms()
         registering = time.monotonic()
         with self._storage.transaction() as tx:
@@ -344,6 +406,8 @@ class Engine:
         self._feed.bump()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._run_threads is not None:
+            self._run_threads.shutdown()
         self._close_loop()
         if leftover:
             log.warning(
@@ -605,12 +669,39 @@ class Engine:
         if not isinstance(prepared, _Run):
             self._finish(run, prepared)
             return
+        worker = prepared.worker
+        if (
+            isinstance(worker, Worker)
+            # Not overridden, by the class or on the instance (metrics wrap start_work there).
+            and getattr(worker.start_work, "__func__", None) is Worker.start_work
+            and self._run_threads is not None
+        ):
+            faults.hit("run.before_user_fn")
+            self._run_threads.submit(lambda: self._run_plain(run, worker))
+            return
         started = self._start(run)
         if not isinstance(started, Future):
             self._finish(run, started)
             return
         run.future = started
         started.add_done_callback(lambda f: self._on_done(run, f))
+
+    def _run_plain(self, run: _Run, worker: Worker) -> None:
+        """On a run thread: a Worker's do_work, as Worker.start_work would run it."""
+        result: object = None
+        error: BaseException | None = None
+        try:
+            result = worker.do_work()
+        except BaseException as exc:  # as an executor's future would hold it
+            error = exc
+        faults.hit("run.after_user_fn")
+        try:
+            outcome = runner.outcome_of_return(
+                worker, result, error, max_data_bytes=self._config.max_data_bytes
+            )
+        except Exception as exc:  # a Result whose output cannot even be measured
+            outcome = Failed(runner.error_output(exc))
+        self._finish(run, outcome)
 
     def _release_unlaunched(self, now: int) -> None:
         """After failed turns, a claim may have committed without our hearing of it: put such

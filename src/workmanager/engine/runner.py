@@ -77,12 +77,22 @@ def outcome_of(worker: ListenableWorker, future: Future[Result], *, max_data_byt
     if future.cancelled():
         return Failed(Data({"error": "CancelledError", "message": "the worker's future was cancelled"}))
     exc = future.exception(timeout=0)
+    return outcome_of_return(
+        worker, None if exc is not None else future.result(timeout=0), exc, max_data_bytes=max_data_bytes
+    )
+
+
+def outcome_of_return(
+    worker: ListenableWorker, result: object, exc: BaseException | None, *, max_data_bytes: int
+) -> Outcome:
+    """Map what ``do_work`` returned (or raised, ``exc``) to exactly one Outcome."""
+    if worker.is_stopped:
+        return Stopped(worker.stop_reason)
     if exc is not None:
         log.error(
             "worker %s (%s) raised %s: %s", worker.name, worker.id, type(exc).__name__, exc, exc_info=exc
         )
         return Failed(error_output(exc))
-    result = future.result(timeout=0)
     if not isinstance(result, Result):
         message = f"do_work returned {type(result).__name__}, not a Result"
         log.error("worker %s (%s): %s", worker.name, worker.id, message)

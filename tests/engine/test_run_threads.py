@@ -1,0 +1,96 @@
+"""Plain Workers run on the engine's own threads; anything else is started through start_work."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from workmanager import Configuration, OneTimeWorkRequest, Result, Worker, WorkInfo, WorkManager
+
+State = WorkInfo.State
+seen_threads: list[str] = []
+barrier = threading.Barrier(3, timeout=20)
+
+
+class WhereAmI(Worker):
+    name = "where-am-i"
+
+    def do_work(self) -> Result:
+        seen_threads.append(threading.current_thread().name)
+        return Result.success()
+
+
+class MeetTheOthers(Worker):
+    name = "meet"
+
+    def do_work(self) -> Result:
+        barrier.wait()  # returns only once three runs wait here at the same time
+        return Result.success()
+
+
+class OwnStart(Worker):
+    name = "own-start"
+
+    def do_work(self) -> Result:
+        return Result.failure({"by": "do_work"})
+
+    def start_work(self) -> Future[Result]:
+        future: Future[Result] = Future()
+        future.set_result(Result.success({"by": "start_work"}))
+        return future
+
+
+class Crashing(Worker):
+    name = "crashing"
+
+    def do_work(self) -> Result:
+        raise KeyError("gone")
+
+
+@pytest.fixture
+def wm(tmp_path: Path) -> Iterator[WorkManager]:
+    manager = WorkManager(
+        str(tmp_path / "w.db"),
+        workers=[WhereAmI, MeetTheOthers, OwnStart, Crashing],
+        configuration=Configuration(max_concurrency=3, expedited_reserved_slots=0),
+    )
+    manager.start()
+    yield manager
+    manager.close()
+
+
+def test_a_plain_workers_do_work_runs_on_a_workmanager_worker_thread(wm: WorkManager) -> None:
+    request = OneTimeWorkRequest(WhereAmI)
+    wm.enqueue(request)
+
+    assert wm.await_work(request.id, timeout=20).state is State.SUCCEEDED
+    assert seen_threads[-1].startswith("workmanager-worker")
+
+
+def test_as_many_plain_workers_run_at_once_as_the_concurrency_limit(wm: WorkManager) -> None:
+    requests = [OneTimeWorkRequest(MeetTheOthers) for _ in range(3)]
+    wm.enqueue(requests)
+
+    assert [wm.await_work(r.id, timeout=30).state for r in requests] == [State.SUCCEEDED] * 3
+
+
+def test_a_worker_that_overrides_start_work_is_started_through_it(wm: WorkManager) -> None:
+    request = OneTimeWorkRequest(OwnStart)
+    wm.enqueue(request)
+
+    info = wm.await_work(request.id, timeout=20)
+    assert info.state is State.SUCCEEDED
+    assert info.output_data == {"by": "start_work"}
+
+
+def test_a_plain_worker_that_raises_fails_with_the_error_named(wm: WorkManager) -> None:
+    request = OneTimeWorkRequest(Crashing)
+    wm.enqueue(request)
+
+    info = wm.await_work(request.id, timeout=20)
+    assert info.state is State.FAILED
+    assert info.output_data["error"] == "KeyError"
