@@ -1,14 +1,19 @@
-"""The change feed: versions, the two kinds of change, and async waits that end when cancelled."""
+"""The change feed: versions, the two kinds of change, async waits that end when cancelled;
+and the watcher that moves it when another process writes the notify files."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from workmanager.engine.changes import ChangeFeed
+from workmanager.engine.changes import ChangeFeed, ChangeWatcher
 
 
 def test_a_work_change_moves_both_versions_a_state_change_only_one() -> None:
@@ -71,3 +76,68 @@ def test_a_cancelled_async_wait_ends_even_while_the_feed_keeps_moving() -> None:
     finally:
         stop.set()
         bumper.join(5)
+
+
+def _watch(tmp_path: Path) -> tuple[ChangeFeed, ChangeWatcher, Path]:
+    notify = tmp_path / "w.db-wmnotify"
+    notify.write_bytes(b"\0" * 8)
+    feed = ChangeFeed()
+    watcher = ChangeWatcher(feed, lambda: True, [str(notify)], poll_interval_s=0.05)
+    assert watcher.uses_file_events
+    return feed, watcher, notify
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_write_to_the_notify_file_wakes_the_watcher_at_once(tmp_path: Path) -> None:
+    feed, watcher, notify = _watch(tmp_path)
+    try:
+        seen = feed.version
+        with open(notify, "r+b") as f:
+            os.pwrite(f.fileno(), b"changed!", 0)
+
+        assert _wait_for(lambda: feed.version != seen, timeout=0.5)  # not the 1 s safety check
+    finally:
+        watcher.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_writes_to_other_files_beside_it_do_not_wake_the_watcher(tmp_path: Path) -> None:
+    _, watcher, _ = _watch(tmp_path)
+    try:
+        time.sleep(0.05)
+        before = watcher.wakeups
+        wal = tmp_path / "w.db-wal"
+        for _ in range(50):  # as every commit writes the -wal
+            with open(wal, "ab") as f:
+                f.write(b"x" * 100)
+        time.sleep(0.3)
+
+        assert watcher.wakeups == before
+    finally:
+        watcher.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_replaced_notify_file_is_watched_again(tmp_path: Path) -> None:
+    feed, watcher, notify = _watch(tmp_path)
+    try:
+        replacement = tmp_path / "new"
+        replacement.write_bytes(b"\0" * 8)
+        os.replace(replacement, notify)  # the old watch ends with the old file
+        time.sleep(1.5)  # the watcher notices within its safety interval and watches the new file
+        seen = feed.version
+        with open(notify, "r+b") as f:
+            os.pwrite(f.fileno(), b"changed!", 0)
+
+        assert _wait_for(lambda: feed.version != seen, timeout=0.5)
+    finally:
+        watcher.close()

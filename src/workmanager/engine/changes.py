@@ -34,8 +34,7 @@ from collections.abc import Callable
 log = logging.getLogger("workmanager.changes")
 
 _IN_MODIFY = 0x00000002
-_IN_CREATE = 0x00000100
-_IN_MOVED_TO = 0x00000080
+_IN_IGNORED = 0x00008000
 _EVENT_HEADER = struct.Struct("iIII")
 
 
@@ -143,31 +142,54 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class _Inotify:
-    """The few inotify calls we need, through ctypes (Linux only)."""
+    """The few inotify calls we need, through ctypes (Linux only).
 
-    def __init__(self, folder: str) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    Watches the notify files themselves, not their folder: every commit also writes the
+    -wal beside them, and a folder watch woke the watcher thread for each of those writes
+    (several times per dispatcher turn) only for it to find no name it cares about.
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        wd = libc.inotify_add_watch(self.fd, os.fsencode(folder), _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO)
-        if wd < 0:
+        self._paths = paths
+        #: watch descriptor -> path, for the files watched right now
+        self._watches: dict[int, str] = {}
+        self.rewatch()
+        if not self._watches:
             os.close(self.fd)
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch({folder}) failed")
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch({paths}) failed")
 
-    def read_names(self) -> set[str]:
-        names: set[str] = set()
+    def rewatch(self) -> None:
+        """Watch every file not watched (one replaced or deleted since loses its watch)."""
+        watched = set(self._watches.values())
+        for path in self._paths:
+            if path not in watched:
+                wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), _IN_MODIFY)
+                if wd >= 0:
+                    self._watches[wd] = path
+
+    @property
+    def complete(self) -> bool:
+        return len(self._watches) == len(self._paths)
+
+    def read_events(self) -> bool:
+        """Consume pending events; whether there were any."""
+        seen = False
         while True:
             try:
                 buffer = os.read(self.fd, 65536)
             except BlockingIOError:
-                return names
+                return seen
+            seen = True
             offset = 0
             while offset + _EVENT_HEADER.size <= len(buffer):
-                _, _, _, length = _EVENT_HEADER.unpack_from(buffer, offset)
-                start = offset + _EVENT_HEADER.size
-                names.add(buffer[start : start + length].rstrip(b"\0").decode(errors="replace"))
-                offset = start + length
+                wd, mask, _, length = _EVENT_HEADER.unpack_from(buffer, offset)
+                if mask & _IN_IGNORED:  # the file was deleted or replaced: watch it again later
+                    self._watches.pop(wd, None)
+                offset += _EVENT_HEADER.size + length
 
     def close(self) -> None:
         os.close(self.fd)
@@ -201,17 +223,18 @@ class ChangeWatcher:
             listen(lambda work: feed.bump(external=True, work=work)) if listen is not None else None
         )
         self._data_changed = data_changed
-        self._names = {os.path.basename(p) for p in watch_paths}
         self._poll_interval_s = poll_interval_s
         self._stop_r, self._stop_w = os.pipe()
         self._inotify: _Inotify | None = None
         if watch_paths and sys.platform.startswith("linux"):
             try:
-                self._inotify = _Inotify(os.path.dirname(watch_paths[0]))
+                self._inotify = _Inotify(watch_paths)
             except OSError as exc:
                 log.info(
                     "file events unavailable (%s); checking for changes every %.3f s", exc, poll_interval_s
                 )
+        #: How often the thread woke up (events or its safety interval): a cost to keep low.
+        self.wakeups = 0
         self._thread = threading.Thread(target=self._run, name="workmanager-watcher", daemon=True)
         self._thread.start()
 
@@ -228,14 +251,17 @@ class ChangeWatcher:
             readable, _, _ = select.select(fds, [], [], timeout)
             if self._stop_r in readable:
                 return
-            if self._inotify is not None and readable:
-                if not (self._inotify.read_names() & self._names):
-                    continue  # some other file in the folder
-                pause = last_check + self.MIN_CHECK_INTERVAL_S - time.monotonic()
-                if pause > 0:
-                    if select.select([self._stop_r], [], [], pause)[0]:
-                        return
-                    self._inotify.read_names()  # events during the pause are covered by this check
+            self.wakeups += 1
+            if self._inotify is not None:
+                if not self._inotify.complete:
+                    self._inotify.rewatch()  # a notify file was replaced; the check below covers the gap
+                if readable:
+                    self._inotify.read_events()
+                    pause = last_check + self.MIN_CHECK_INTERVAL_S - time.monotonic()
+                    if pause > 0:
+                        if select.select([self._stop_r], [], [], pause)[0]:
+                            return
+                        self._inotify.read_events()  # events during the pause are covered by this check
             last_check = time.monotonic()
             try:
                 changed = self._data_changed()
