@@ -123,6 +123,31 @@ def test_automatic_pruning_has_an_index_path_on_postgres():
     assert "Seq Scan on workspec" not in text, text
 
 
+@pytest.mark.parametrize(
+    ("query", "index"), [("work_page_with_tag", "worktag_pkey"), ("work_page_with_name", "workname_pkey")]
+)
+def test_the_tag_and_name_pages_walk_their_index_in_id_order_on_postgres(query, index):
+    """As on SQLite: the filter's own primary key (filter, work_id) gives the rows in id order,
+    so a page stops after its rows instead of sorting all of the filter's."""
+    require_postgres()
+    import psycopg
+
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration()).close()
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("SET enable_seqscan = off")
+            conn.execute("SET enable_sort = off")
+            cur = psycopg.ClientCursor(conn)
+            cur.execute("EXPLAIN " + _PG_Q[query], {**PARAMS, "before_id": str(uuid.uuid4())})
+            steps = [row[0] for row in cur.fetchall()]
+    finally:
+        drop_schema(schema)
+    text = "\n".join(steps)
+    assert f"Index Only Scan Backward using {index}" in text, text
+    assert "Sort" not in text, text
+
+
 def test_next_due_asks_the_expedited_index_whether_expedited_work_waits(tmp_path):
     """Not a walk of every waiting row looking for an expedited one (none may be there)."""
     steps = plan(tmp_path, "work_next_due")

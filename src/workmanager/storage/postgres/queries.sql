@@ -569,11 +569,12 @@ WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(run
 -- AND id IS DISTINCT FROM before_id" is one index range either way. Which index drives the
 -- page is the caller's choice (it probes how many rows a filter matches with the
 -- *_count_upto queries): work_page walks the primary key and checks filters on the way; the
--- others start from a rare filter's own rows and sort them. The planner's statistics cannot
--- know that a filter's rows all lie far back in id order (it would walk half the primary key
--- looking for them), nor how many ids the first page's bound (an InitPlan) admits (it would
--- AND a bitmap of the whole primary key with a state's), hence the MATERIALIZED fences and
--- the "|| ''" (an expression no index has) that keep those pages off the primary key. Every
+-- tag's and the name's pages walk their own primary key, which carries the id, in id order;
+-- the state's sorts its rows. The planner's statistics cannot know that a state's rows all
+-- lie far back in id order (it would walk half the primary key looking for them), nor how
+-- many ids the first page's bound (an InitPlan) admits (it would AND a bitmap of the whole
+-- primary key with the state's), hence the "|| ''" (an expression no index has) that keeps
+-- that page off the primary key. Every value is a bound parameter.
 -- value is a bound parameter.
 
 -- name: work_page
@@ -610,33 +611,41 @@ ORDER BY w.id || '' DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_tag
-WITH tagged AS MATERIALIZED (
-    SELECT work_id FROM worktag WHERE tag = %(tag)s::text
-      AND work_id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
-      AND work_id IS DISTINCT FROM %(before_id)s::text)
+-- The tag's entries in id order (its primary key), each row looked up as they come (LATERAL,
+-- OFFSET 0: the planner may not turn it into a join that scans the work table for a filter it
+-- guesses rare), so a page stops after its rows and never reads more than the tag's.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM tagged t JOIN workspec w ON w.id = t.work_id
-WHERE (%(state)s::int IS NULL OR w.state = %(state)s::int)
-  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(name)s::text IS NULL OR EXISTS (
-        SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
-ORDER BY w.id || '' DESC
+FROM worktag t CROSS JOIN LATERAL (
+    SELECT * FROM workspec w
+    WHERE w.id = t.work_id
+      AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+      AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+      AND (%(name)s::text IS NULL OR EXISTS (
+            SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
+    OFFSET 0) w
+WHERE t.tag = %(tag)s::text
+  AND t.work_id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND t.work_id IS DISTINCT FROM %(before_id)s::text
+ORDER BY t.work_id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_name
-WITH named AS MATERIALIZED (
-    SELECT work_id FROM workname WHERE name = %(name)s::text
-      AND work_id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
-      AND work_id IS DISTINCT FROM %(before_id)s::text)
+-- As work_page_with_tag, from the name's entries.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM named n JOIN workspec w ON w.id = n.work_id
-WHERE (%(state)s::int IS NULL OR w.state = %(state)s::int)
-  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR EXISTS (
-        SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
-ORDER BY w.id || '' DESC
+FROM workname n CROSS JOIN LATERAL (
+    SELECT * FROM workspec w
+    WHERE w.id = n.work_id
+      AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+      AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+      AND (%(tag)s::text IS NULL OR EXISTS (
+            SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
+    OFFSET 0) w
+WHERE n.name = %(name)s::text
+  AND n.work_id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND n.work_id IS DISTINCT FROM %(before_id)s::text
+ORDER BY n.work_id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_floor
