@@ -56,7 +56,7 @@ def main() -> None:
     with sqlite3.connect(args.db) as conn:
         total = conn.execute("SELECT count(*) FROM workspec").fetchone()[0]
         deep = conn.execute(
-            "SELECT created_at || '.' || id FROM workspec ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
+            "SELECT id FROM workspec ORDER BY id DESC LIMIT 1 OFFSET ?",
             (total // 2,),
         ).fetchone()[0]
     wm = WorkManager(args.db, configuration=Configuration(worker_factory=_AnyName()))

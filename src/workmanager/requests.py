@@ -184,6 +184,9 @@ def worker_name_of(worker: type[ListenableWorker] | str) -> str:
 class WorkRequest:
     """What both kinds of request share. Build a OneTimeWorkRequest or a PeriodicWorkRequest."""
 
+    #: A new UUIDv7 (time-ordered: stamped when the request is built) unless given with ``id=``.
+    #: The dashboard lists work newest first by id, so an id given here (a uuid4, say) takes
+    #: the place its value sorts to, not the place of when it was enqueued.
     id: uuid.UUID
     worker_name: str
     input_data: Data

@@ -53,7 +53,7 @@ def test_the_table_lists_work_newest_first_with_its_state(wm: WorkManager, db: s
 def test_pages_go_on_from_a_cursor_without_repeating_or_skipping(wm: WorkManager) -> None:
     requests = [OneTimeWorkRequest("echo", initial_delay=3600) for _ in range(60)]
     for request in requests:
-        wm.enqueue(request)  # one by one: distinct creation times are not needed, ids break ties
+        wm.enqueue(request)  # one by one, many in one millisecond: their ids (UUIDv7) order them
     client = local_client(create_app(wm))
     first = client.get("/", params={"limit": "25"})
     seen = [i for i, _ in rows(first.text)]
@@ -63,6 +63,16 @@ def test_pages_go_on_from_a_cursor_without_repeating_or_skipping(wm: WorkManager
         seen += [i for i, _ in rows(page.text)]
         older = re.search(r'class="older" href="/\?([^"]+)"', page.text)
     assert len(seen) == 60 and set(seen) == {str(r.id) for r in requests}
+
+
+def test_a_cursor_is_a_work_id_and_its_page_lists_the_work_below_it(wm: WorkManager) -> None:
+    oldest, middle, newest = (OneTimeWorkRequest("echo", initial_delay=3600) for _ in range(3))
+    wm.enqueue([oldest, middle, newest])
+    client = local_client(create_app(wm))
+    first = client.get("/", params={"limit": "25"}).text
+    assert [i for i, _ in rows(first)] == [str(newest.id), str(middle.id), str(oldest.id)]
+    below_middle = client.get("/", params={"before": str(middle.id)}).text
+    assert [i for i, _ in rows(below_middle)] == [str(oldest.id)]
 
 
 @pytest.mark.parametrize(
@@ -103,9 +113,13 @@ def test_filters_narrow_the_table(
         "limit=1000000",
         "limit=-1",
         "before=1;DROP%20TABLE%20workspec",
-        "before=9999999999999.not-a-uuid",
-        "before=9999999999999999999.00000000-0000-0000-0000-000000000000",
-        "before=1.00000000-0000-0000-0000-000000000000%0A",
+        "before=not-a-uuid",
+        "before=1700000000000.0190a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d",  # the old created_ms.id cursor
+        "before=0190A3C4-5E6F-7A8B-9C0D-1E2F3A4B5C6D",  # a uuid, not in canonical text
+        "before=0190a3c45e6f7a8b9c0d1e2f3a4b5c6d",
+        "before=%7B0190a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d%7D",
+        "before=0190a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d%0A",
+        "before=g",
         "tag=a&tag=b",
         "tag=" + "x" * 201,
     ],

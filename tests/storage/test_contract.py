@@ -8,6 +8,7 @@ it cannot be reached the PostgreSQL tests skip — unless ``CI`` is set: then th
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ import pytest
 from services import POSTGRES_URL, require_postgres
 from workmanager import errors
 from workmanager.config import Configuration
+from workmanager.ids import uuid7
 from workmanager.info import State
 from workmanager.storage import open_storage
 from workmanager.storage._queries import load_queries
@@ -752,6 +754,38 @@ def test_postgres_many_processes_opening_a_new_schema_migrate_it_once(backend: B
     assert versions == [(number,) for number, _, _ in _MIGRATIONS]  # each applied once
 
 
+def test_an_older_schema_is_upgraded_without_the_creation_order_index(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard pages by id, so the index that only its pages read (and every enqueue
+    wrote) goes from a database made by a release before that migration; its work stays."""
+    module = importlib.import_module(f"workmanager.storage.{backend.kind}")
+    drops = [name for _, name, _ in module._MIGRATIONS].index(DROP_WORKSPEC_CREATED[backend.kind])
+    with monkeypatch.context() as old_release:
+        old_release.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:drops])
+        old_release.setattr(module, "SCHEMA_VERSION", drops)
+        ids = insert(backend.open(), work(str(uuid7())), work(str(uuid7())))
+        assert index_names(backend) >= {"workspec_created"}
+
+    upgraded = backend.open()
+
+    assert "workspec_created" not in index_names(backend)
+    assert page(upgraded) == ids[::-1]
+
+
+#: The migration that drops workspec_created, on each backend.
+DROP_WORKSPEC_CREATED = {
+    "sqlite": "0002_drop_workspec_created.sql",
+    "postgres": "0003_drop_workspec_created.sql",
+}
+
+
+def index_names(backend: Backend) -> set[str]:
+    if backend.kind == "sqlite":
+        return {r[0] for r in backend.sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return {r[0] for r in backend.sql("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+
+
 @postgres_only
 def test_postgres_refuses_a_schema_from_a_newer_release(backend: Backend) -> None:
     backend.open()
@@ -1037,7 +1071,7 @@ def test_one_process_at_a_time_does_the_cluster_wide_duties_and_a_survivor_takes
 
 # -- the dashboard's reads --------------------------------------------------------------------------
 
-PAGE_INDEXES = ("created", "state", "tag", "name")
+PAGE_INDEXES = ("id", "state", "tag", "name")
 
 
 def insert_named(storage: Storage, *rows: NewWork) -> list[str]:
@@ -1049,9 +1083,7 @@ def insert_named(storage: Storage, *rows: NewWork) -> list[str]:
     return [r.id for r in rows]
 
 
-def page(
-    storage: Storage, via: Any = "created", before: tuple[int, str] = (NEVER, ""), **filters: Any
-) -> list[str]:
+def page(storage: Storage, via: Any = "id", before: str | None = None, **filters: Any) -> list[str]:
     return [
         r["id"] for r in storage.work_page(via=via, before=before, limit=filters.pop("limit", 10), **filters)
     ]
@@ -1060,20 +1092,37 @@ def page(
 @pytest.mark.parametrize("via", PAGE_INDEXES)
 def test_work_page_is_newest_first_and_goes_on_after_its_cursor(storage: Storage, via: str) -> None:
     ids = insert_named(
-        storage,
-        *(
-            work(
-                f"00000000-0000-0000-0000-00000000000{i}", created_at=NOW + i // 2, tags=("t",), names=("n",)
-            )
-            for i in range(6)
-        ),
+        storage, *(work(str(uuid7()), created_at=NOW + i, tags=("t",), names=("n",)) for i in range(6))
     )
-    newest_first = sorted(ids, key=lambda i: (NOW + int(i[-1]) // 2, i), reverse=True)
-    filters = {"created": {}, "state": {"state": ENQUEUED}, "tag": {"tag": "t"}, "name": {"name": "n"}}[via]
-    first = storage.work_page(via=via, before=(NEVER, ""), limit=4, **filters)  # type: ignore[arg-type]
+    newest_first = ids[::-1]
+    filters = {"id": {}, "state": {"state": ENQUEUED}, "tag": {"tag": "t"}, "name": {"name": "n"}}[via]
+    first = storage.work_page(via=via, before=None, limit=4, **filters)  # type: ignore[arg-type]
     assert [r["id"] for r in first] == newest_first[:4]
-    cursor = (first[-1]["created_at"], first[-1]["id"])
-    assert page(storage, via, cursor, limit=4, **filters) == newest_first[4:]
+    assert page(storage, via, first[-1]["id"], limit=4, **filters) == newest_first[4:]
+
+
+@pytest.mark.parametrize("via", PAGE_INDEXES)
+def test_the_first_page_starts_at_the_largest_id_whatever_it_is(storage: Storage, via: str) -> None:
+    """No constant sorts above every id under every collation (a Danish one sorts "aa…" after
+    "g"), so the first page is not "the ids below some sentinel"."""
+    highest = "zz-not-a-uuid"
+    ids = insert_named(storage, *(work(i, tags=("t",), names=("n",)) for i in (str(uuid7()), highest)))
+    filters = {"id": {}, "state": {"state": ENQUEUED}, "tag": {"tag": "t"}, "name": {"name": "n"}}[via]
+    assert page(storage, via, **filters) == [highest, ids[0]]
+
+
+@pytest.mark.parametrize("via", PAGE_INDEXES)
+def test_work_page_orders_by_id_so_an_id_the_user_set_sorts_by_its_value(storage: Storage, via: str) -> None:
+    generated = str(uuid7())
+    high, low = "ffffffff-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000000"
+    insert_named(
+        storage,
+        work(high, created_at=NOW - 60_000, tags=("t",), names=("n",)),
+        work(generated, created_at=NOW, tags=("t",), names=("n",)),
+        work(low, created_at=NOW + 60_000, tags=("t",), names=("n",)),
+    )
+    filters = {"id": {}, "state": {"state": ENQUEUED}, "tag": {"tag": "t"}, "name": {"name": "n"}}[via]
+    assert page(storage, via, **filters) == [high, generated, low]
 
 
 @pytest.mark.parametrize("via", PAGE_INDEXES)
@@ -1141,9 +1190,9 @@ def test_work_unique_names_lists_the_names_a_work_carries(storage: Storage) -> N
 
 
 def test_work_page_floor_is_the_scan_th_row_back_and_bounds_the_walk(storage: Storage) -> None:
-    ids = insert(storage, *(work(created_at=NOW + i) for i in range(10)))  # ids[9] is the newest
-    assert storage.work_page_floor(before=(NEVER, ""), scan=3) == (NOW + 7, ids[7])
-    assert storage.work_page_floor(before=(NOW + 7, ids[7]), scan=3) == (NOW + 4, ids[4])
-    assert storage.work_page_floor(before=(NOW + 2, ids[2]), scan=3) is None  # two rows left
-    window = page(storage, floor=(NOW + 7, ids[7]), state=ENQUEUED)
+    ids = insert(storage, *(work(str(uuid7()), created_at=NOW + i) for i in range(10)))  # ids[9]: newest
+    assert storage.work_page_floor(before=None, scan=3) == ids[7]
+    assert storage.work_page_floor(before=ids[7], scan=3) == ids[4]
+    assert storage.work_page_floor(before=ids[2], scan=3) is None  # two rows left
+    window = page(storage, floor=ids[7], state=ENQUEUED)
     assert window == [ids[9], ids[8], ids[7]]

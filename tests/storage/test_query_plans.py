@@ -27,12 +27,10 @@ PARAMS = {
     "never": 1,
     "older_than": 1,
     "ids": "[]",
-    "before_created": 1,
-    "before_id": "x",
+    "before_id": None,
     "state": 3,
     "worker": None,
     "cap": 10,
-    "floor_created": 0,
     "floor_id": "",
     "scan": 100,
     **_constraint_params(None, None),
@@ -59,11 +57,11 @@ def plan(tmp_path, query: str) -> list[str]:
         ("dependency_unblock", "dependency_prerequisite"),
         ("work_rescue_runner", "workspec_running"),
         # The dashboard: keyset pages, probes and graphs at a million rows.
-        ("work_page", "workspec_created ((created_at,id)>(?,?) AND (created_at,id)<(?,?))"),
-        ("work_page_floor", "COVERING INDEX workspec_created ((created_at,id)<(?,?))"),
+        ("work_page", "PRIMARY KEY (id>? AND id<?)"),
+        ("work_page_floor", "PRIMARY KEY (id<?)"),
         ("work_page_in_state", "workspec_state_next_run (state=?)"),
-        ("work_page_with_tag", "PRIMARY KEY (tag=?)"),
-        ("work_page_with_name", "PRIMARY KEY (name=?)"),
+        ("work_page_with_tag", "PRIMARY KEY (tag=? AND work_id<?)"),
+        ("work_page_with_name", "PRIMARY KEY (name=? AND work_id<?)"),
         ("work_count_in_state_upto", "workspec_state_next_run (state=?)"),
         ("worktag_count_upto", "PRIMARY KEY (tag=?)"),
         ("workname_count_upto", "PRIMARY KEY (name=?)"),
@@ -77,6 +75,16 @@ def test_hot_queries_search_their_index(tmp_path, query, index):
     steps = plan(tmp_path, query)
     assert any(index in step for step in steps), steps
     assert not any(scans_work_table(step) for step in steps), steps
+
+
+@pytest.mark.parametrize(
+    "query", ["work_page", "work_page_with_tag", "work_page_with_name", "work_page_floor"]
+)
+def test_the_dashboards_id_pages_walk_their_index_in_id_order_without_a_sort(tmp_path, query):
+    """A page stops after its rows however many lie below the cursor (only the state's index,
+    in claim order, is sorted: it drives pages of a state matching few rows)."""
+    steps = plan(tmp_path, query)
+    assert not any("TEMP B-TREE" in step for step in steps), steps
 
 
 #: Partial indexes hold only the rows their queries want: reading one whole is no table scan.
@@ -113,6 +121,31 @@ def test_automatic_pruning_has_an_index_path_on_postgres():
     text = "\n".join(steps)
     assert "workspec_finished_expiry" in text, text
     assert "Seq Scan on workspec" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("query", "index"), [("work_page_with_tag", "worktag_pkey"), ("work_page_with_name", "workname_pkey")]
+)
+def test_the_tag_and_name_pages_walk_their_index_in_id_order_on_postgres(query, index):
+    """As on SQLite: the filter's own primary key (filter, work_id) gives the rows in id order,
+    so a page stops after its rows instead of sorting all of the filter's."""
+    require_postgres()
+    import psycopg
+
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration()).close()
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("SET enable_seqscan = off")
+            conn.execute("SET enable_sort = off")
+            cur = psycopg.ClientCursor(conn)
+            cur.execute("EXPLAIN " + _PG_Q[query], {**PARAMS, "before_id": str(uuid.uuid4())})
+            steps = [row[0] for row in cur.fetchall()]
+    finally:
+        drop_schema(schema)
+    text = "\n".join(steps)
+    assert f"Index Only Scan Backward using {index}" in text, text
+    assert "Sort" not in text, text
 
 
 def test_next_due_asks_the_expedited_index_whether_expedited_work_waits(tmp_path):

@@ -30,7 +30,7 @@ from workmanager.data import Data
 from workmanager.info import State, StopReason
 from workmanager.manager import WorkManager
 from workmanager.requests import Constraints, NetworkType, OneTimeWorkRequest
-from workmanager.storage.base import NEVER, PageIndex
+from workmanager.storage.base import NEVER, PAGE_BOTTOM, PageIndex
 from workmanager.worker import ListenableWorker, WorkerFactory, WorkerParameters
 
 __all__ = ["create_app"]
@@ -38,12 +38,13 @@ __all__ = ["create_app"]
 #: Rows a page may show (the allowlist for ?limit=).
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
-#: A filter matching fewer rows than this drives the page from its own index (and sorts those
-#: rows); one matching more is checked while walking creation order, which finds a page after
-#: about page size x rows / matches rows (unless the matches all lie far back: then the walk
-#: is long, the price of not adding an index that claims and completions would have to write).
+#: The table is newest first by id (generated ids are UUIDv7: creation order). A filter
+#: matching fewer rows than this drives the page from its own index; one matching more is
+#: checked while walking the primary key, which finds a page after about page size x rows /
+#: matches rows (unless the matches all lie far back: then the walk is long, the price of not
+#: adding an index that claims and completions would have to write).
 PROBE_CAP = 20_000
-#: A page walking creation order with a filter looks at this many rows at most; when they
+#: A page walking the primary key with a filter looks at this many rows at most; when they
 #: hold fewer matches than a page, it shows those and offers to search on from where it stopped.
 SCAN_WINDOW = 20_000
 #: Nodes drawn of a graph at most.
@@ -53,7 +54,8 @@ MAX_FILTER_CHARS = 200
 #: An action's form carries one CSRF token.
 MAX_FORM_BYTES = 4096
 FILTER_PARAMS = ("state", "tag", "unique", "worker", "before", "limit")
-_CURSOR = re.compile(r"(\d{1,19})\.([0-9a-f-]{36})")
+#: A page's cursor is the last id it showed, a uuid in canonical text (what the table links to).
+_CURSOR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class _AnyName(WorkerFactory):
@@ -115,12 +117,11 @@ class Filters:
             if values["limit"] not in {str(n) for n in PAGE_SIZES}:
                 raise HTTPException(400, f"limit: {values['limit']!r} is not one of {PAGE_SIZES}")
             self.limit = int(values["limit"])
-        self.before: tuple[int, str] | None = None
+        self.before: str | None = None
         if values.get("before"):
-            match = _CURSOR.fullmatch(values["before"])
-            if match is None or int(match.group(1)) > NEVER:
-                raise HTTPException(400, f"before: {values['before']!r} is not a cursor (created_ms.uuid)")
-            self.before = (int(match.group(1)), match.group(2))
+            if _CURSOR.fullmatch(values["before"]) is None:
+                raise HTTPException(400, f"before: {values['before']!r} is not a cursor (a work id)")
+            self.before = values["before"]
 
     def query(self, **changes: Any) -> str:
         """This query string with ``changes`` applied (None drops a key)."""
@@ -130,7 +131,7 @@ class Filters:
             "unique": self.unique,
             "worker": self.worker,
             "limit": str(self.limit) if self.limit != DEFAULT_PAGE_SIZE else None,
-            "before": f"{self.before[0]}.{self.before[1]}" if self.before else None,
+            "before": self.before,
         }
         current.update(changes)
         return urlencode({k: v for k, v in current.items() if v is not None})
@@ -170,9 +171,9 @@ class Dashboard:
         return HTMLResponse(html, status_code=status)
 
     def choose_index(self, filters: Filters) -> PageIndex:
-        """Start from the rarest filter's own index if it matches few rows, else creation order."""
+        """Start from the rarest filter's own index if it matches few rows, else the primary key."""
         storage = self.wm._storage
-        best: PageIndex = "created"
+        best: PageIndex = "id"
         fewest = PROBE_CAP
         probes: list[tuple[PageIndex, dict[str, Any]]] = []
         if filters.state is not None:
@@ -192,14 +193,14 @@ class Dashboard:
         walk stopped at its window before filling the page, how many rows it looked at."""
         storage = self.wm._storage
         via = self.choose_index(filters)
-        before = filters.before or (NEVER, "")
+        before = filters.before
         floor = None
-        if via == "created" and filters.active:
+        if via == "id" and filters.active:
             floor = storage.work_page_floor(before=before, scan=SCAN_WINDOW)
         rows = storage.work_page(
             via=via,
             before=before,
-            floor=floor or (-1, ""),
+            floor=floor or PAGE_BOTTOM,
             limit=filters.limit + 1,
             state=filters.state.value if filters.state else None,
             tag=filters.tag,
@@ -215,9 +216,9 @@ class Dashboard:
                 _progress_fraction(row["progress"]) if row["state"] == State.RUNNING.value else None
             )
         if more:
-            return rows, f"{rows[-1]['created_at']}.{rows[-1]['id']}", None
+            return rows, str(rows[-1]["id"]), None
         if floor is not None:
-            return rows, f"{floor[0]}.{floor[1]}", SCAN_WINDOW
+            return rows, floor, SCAN_WINDOW
         return rows, None, None
 
     def work(self, work_id: str) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from workmanager.storage.base import PageIndex
+from workmanager.storage.base import PAGE_BOTTOM, PageIndex
 
 #: The page query by the index that drives it (see Storage.work_page).
 PAGE_QUERIES: dict[str, str] = {
-    "created": "work_page",
+    "id": "work_page",
     "state": "work_page_in_state",
     "tag": "work_page_with_tag",
     "name": "work_page_with_name",
@@ -38,19 +38,17 @@ class DashboardReads(ABC):
         self,
         *,
         via: PageIndex,
-        before: tuple[int, str],
+        before: str | None,
         limit: int,
         state: int | None = None,
         tag: str | None = None,
         name: str | None = None,
         worker: str | None = None,
-        floor: tuple[int, str] = (-1, ""),
+        floor: str = PAGE_BOTTOM,
     ) -> list[dict[str, Any]]:
         params = {
-            "before_created": before[0],
-            "before_id": before[1],
-            "floor_created": floor[0],
-            "floor_id": floor[1],
+            "before_id": before,
+            "floor_id": floor,
             "limit": limit,
             "state": state,
             "tag": tag,
@@ -59,10 +57,9 @@ class DashboardReads(ABC):
         }
         return self._dicts(PAGE_QUERIES[via], params)
 
-    def work_page_floor(self, *, before: tuple[int, str], scan: int) -> tuple[int, str] | None:
-        params = {"before_created": before[0], "before_id": before[1], "scan": scan}
-        rows = self._rows("work_page_floor", params)
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+    def work_page_floor(self, *, before: str | None, scan: int) -> str | None:
+        rows = self._rows("work_page_floor", {"before_id": before, "scan": scan})
+        return str(rows[0][0]) if rows else None
 
     def work_count_upto(
         self, *, cap: int, state: int | None = None, tag: str | None = None, name: str | None = None

@@ -18,11 +18,21 @@ from workmanager.requests import BackoffPolicy
 #: next_run_time of work that is not waiting to run (BLOCKED, RUNNING, finished).
 NEVER = 2**62
 
-#: Which index drives a page of the dashboard's work table (Storage.work_page).
-PageIndex = Literal["created", "state", "tag", "name"]
+#: Which index drives a page of the dashboard's work table (Storage.work_page): "id" walks
+#: the primary key, the others start from that filter's own index.
+PageIndex = Literal["id", "state", "tag", "name"]
+
+#: The dashboard's work table is newest first by id, a page below a cursor (the last id shown)
+#: at a time. Generated ids are UUIDv7, whose canonical text sorts in creation order; an id the
+#: user set (``OneTimeWorkRequest(..., id=...)``) sorts by its text like any other. The first
+#: page has no cursor (None: it starts at the largest id; no constant sorts above every uuid in
+#: every collation: Danish reads "aa" as "å", after "g"). A walk with no floor goes down to
+#: PAGE_BOTTOM, the empty text, which sorts before every id in every collation.
+PAGE_BOTTOM = ""
 
 __all__ = [
     "NEVER",
+    "PAGE_BOTTOM",
     "ClaimedWork",
     "InfoRow",
     "NewWork",
@@ -379,22 +389,23 @@ class Storage(Protocol):
         self,
         *,
         via: PageIndex,
-        before: tuple[int, str],
+        before: str | None,
         limit: int,
         state: int | None = None,
         tag: str | None = None,
         name: str | None = None,
         worker: str | None = None,
-        floor: tuple[int, str] = (-1, ""),
+        floor: str = PAGE_BOTTOM,
     ) -> list[dict[str, Any]]:
-        """Newest first, the page after ``before`` (created_at, id): keyset pagination.
-        ``via`` says which index drives the search: "created" walks creation order (fast
-        unless a filter is rare) down to ``floor`` (inclusive), "state"/"tag"/"name" start
-        from that filter's own index."""
+        """Newest first by id, the page of ids below ``before`` (None: the first page): keyset
+        pagination. ``via`` says which index drives the search: "id" walks the primary
+        key down to ``floor`` (inclusive; fast unless a filter is rare), "state"/"tag"/"name"
+        start from that filter's own index."""
         ...
 
-    def work_page_floor(self, *, before: tuple[int, str], scan: int) -> tuple[int, str] | None:
-        """The (created_at, id) of the ``scan``-th row before ``before``; None if fewer remain."""
+    def work_page_floor(self, *, before: str | None, scan: int) -> str | None:
+        """The id of the ``scan``-th row below ``before`` in id order (None: counting from the
+        largest id, the first); None if fewer remain."""
         ...
 
     def work_count_upto(

@@ -559,14 +559,23 @@ SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = %(now)
     runner_id = NULL, run_token = NULL, stop_reason = -512
 WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(running)s::text[]));
 
--- The dashboard. Its work table is newest first, a page after the cursor (before_created,
--- before_id) at a time: keyset pagination on workspec_created, so a deep page costs what the
--- first one does. Which index drives the page is the caller's choice (it probes how many rows
--- a filter matches with the *_count_upto queries): work_page walks creation order and checks
--- filters on the way; the others start from a rare filter's own rows and sort them. The
--- planner's statistics cannot know that a tag's rows all lie far back in creation order
--- (it would walk half the table), hence the MATERIALIZED fences and the "+ 0" that keep it
--- off workspec_created. Every value is a bound parameter.
+-- The dashboard. Its work table is newest first by id, a page below the cursor (before_id,
+-- the last id shown) at a time: keyset pagination on the primary key, so a deep page costs
+-- what the first one does. Generated ids are UUIDv7, whose text sorts in creation order
+-- under the usual collations (C, en_US, de, sv, ...; a Danish or Norwegian one reads "aa" as
+-- "å", after "z", and orders some ids otherwise: paging stays exact); an id the user set
+-- sorts by its text. The first page (before_id NULL) starts at the largest id, included, as
+-- no constant sorts above every id under every collation: "id <= coalesce(before_id, max)
+-- AND id IS DISTINCT FROM before_id" is one index range either way. Which index drives the
+-- page is the caller's choice (it probes how many rows a filter matches with the
+-- *_count_upto queries): work_page walks the primary key and checks filters on the way; the
+-- tag's and the name's pages walk their own primary key, which carries the id, in id order;
+-- the state's sorts its rows. The planner's statistics cannot know that a state's rows all
+-- lie far back in id order (it would walk half the primary key looking for them), nor how
+-- many ids the first page's bound (an InitPlan) admits (it would AND a bitmap of the whole
+-- primary key with the state's), hence the "|| ''" (an expression no index has) that keeps
+-- that page off the primary key. Every value is a bound parameter.
+-- value is a bound parameter.
 
 -- name: work_page
 -- Walks no further back than the floor (work_page_floor), so a filter whose matches are all
@@ -574,15 +583,16 @@ WHERE state = 1 AND runner_id = %(runner_id)s AND id NOT IN (SELECT unnest(%(run
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
 FROM workspec w
-WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
-  AND (w.created_at, w.id) >= (%(floor_created)s::bigint, %(floor_id)s::text)
+WHERE w.id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND w.id IS DISTINCT FROM %(before_id)s::text
+  AND w.id >= %(floor_id)s::text
   AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
   AND (%(tag)s::text IS NULL OR EXISTS (
         SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
   AND (%(name)s::text IS NULL OR EXISTS (
         SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+ORDER BY w.id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_in_state
@@ -590,47 +600,61 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
     w.tags, w.progress, w.stop_reason
 FROM workspec w
 WHERE w.state = %(state)s::int
-  AND (w.created_at + 0, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
+  AND w.id || '' <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND w.id IS DISTINCT FROM %(before_id)s::text
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
   AND (%(tag)s::text IS NULL OR EXISTS (
         SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
   AND (%(name)s::text IS NULL OR EXISTS (
         SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
-ORDER BY w.created_at + 0 DESC, w.id DESC
+ORDER BY w.id || '' DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_tag
-WITH tagged AS MATERIALIZED (SELECT work_id FROM worktag WHERE tag = %(tag)s::text)
+-- The tag's entries in id order (its primary key), each row looked up as they come (LATERAL,
+-- OFFSET 0: the planner may not turn it into a join that scans the work table for a filter it
+-- guesses rare), so a page stops after its rows and never reads more than the tag's.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM tagged t JOIN workspec w ON w.id = t.work_id
-WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
-  AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
-  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(name)s::text IS NULL OR EXISTS (
-        SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+FROM worktag t CROSS JOIN LATERAL (
+    SELECT * FROM workspec w
+    WHERE w.id = t.work_id
+      AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+      AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+      AND (%(name)s::text IS NULL OR EXISTS (
+            SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
+    OFFSET 0) w
+WHERE t.tag = %(tag)s::text
+  AND t.work_id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND t.work_id IS DISTINCT FROM %(before_id)s::text
+ORDER BY t.work_id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_name
-WITH named AS MATERIALIZED (SELECT work_id FROM workname WHERE name = %(name)s::text)
+-- As work_page_with_tag, from the name's entries.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM named n JOIN workspec w ON w.id = n.work_id
-WHERE (w.created_at, w.id) < (%(before_created)s::bigint, %(before_id)s::text)
-  AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
-  AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR EXISTS (
-        SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+FROM workname n CROSS JOIN LATERAL (
+    SELECT * FROM workspec w
+    WHERE w.id = n.work_id
+      AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
+      AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
+      AND (%(tag)s::text IS NULL OR EXISTS (
+            SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
+    OFFSET 0) w
+WHERE n.name = %(name)s::text
+  AND n.work_id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND n.work_id IS DISTINCT FROM %(before_id)s::text
+ORDER BY n.work_id DESC
 LIMIT %(limit)s;
 
 -- name: work_page_floor
--- The scan-th row before the cursor in creation order (from the index alone): how far one
+-- The id of the scan-th row below the cursor (from the primary key alone): how far one
 -- page's walk may go.
-SELECT created_at, id FROM workspec
-WHERE (created_at, id) < (%(before_created)s::bigint, %(before_id)s::text)
-ORDER BY created_at DESC, id DESC
+SELECT id FROM workspec
+WHERE id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
+  AND id IS DISTINCT FROM %(before_id)s::text
+ORDER BY id DESC
 LIMIT 1 OFFSET %(scan)s - 1;
 
 -- name: work_count_in_state_upto

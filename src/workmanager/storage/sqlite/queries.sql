@@ -404,26 +404,32 @@ SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = :now,
     runner_id = NULL, run_token = NULL, stop_reason = -512
 WHERE state = 1 AND runner_id = :runner_id AND id NOT IN (SELECT value FROM json_each(:running));
 
--- The dashboard. Its work table is newest first, a page after the cursor (:before_created,
--- :before_id) at a time: keyset pagination, so a deep page costs what the first one does.
--- Which index drives the page is the caller's choice (the dashboard probes how many rows a
--- filter matches with the *_count_upto queries): work_page walks the created_at index and
--- checks filters on the way, fast unless a filter is rare; the others start from a rare
--- filter's own index and sort the (few) matches. Every value is a bound parameter.
+-- The dashboard. Its work table is newest first by id, a page below the cursor (:before_id,
+-- the last id shown) at a time: keyset pagination, so a deep page costs what the first one
+-- does. Generated ids are UUIDv7, whose text sorts in creation order; an id the user set
+-- sorts by its text. The first page (:before_id NULL) starts at the largest id, included
+-- (no constant is above every id under every PostgreSQL collation, and the statements say
+-- the same on both backends): "id <= coalesce(:before_id, max) AND id IS NOT :before_id" is
+-- one index range either way. Which index drives the page is the caller's choice (the
+-- dashboard probes how many rows a filter matches with the *_count_upto queries): work_page
+-- walks the primary key and checks filters on the way, fast unless a filter is rare; the
+-- others start from a rare filter's own index (the tag's and the name's carry the id, so
+-- they walk in id order too; the state's is sorted). Every value is a bound parameter.
 
 -- name: work_page
 -- Walks no further back than the floor (work_page_floor), so a filter whose matches are all
 -- far back costs one window of rows, not the whole table; the page then says so.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM workspec w INDEXED BY workspec_created
-WHERE (w.created_at, w.id) < (:before_created, :before_id)
-  AND (w.created_at, w.id) >= (:floor_created, :floor_id)
+FROM workspec w
+WHERE w.id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
+  AND w.id IS NOT :before_id
+  AND w.id >= :floor_id
   AND (:state IS NULL OR w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
   AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+ORDER BY w.id DESC
 LIMIT :limit;
 
 -- name: work_page_in_state
@@ -431,11 +437,12 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
     w.tags, w.progress, w.stop_reason
 FROM workspec w INDEXED BY workspec_state_next_run
 WHERE w.state = :state
-  AND (w.created_at, w.id) < (:before_created, :before_id)
+  AND w.id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
+  AND w.id IS NOT :before_id
   AND (:worker IS NULL OR w.worker_name = :worker)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
   AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+ORDER BY w.id DESC
 LIMIT :limit;
 
 -- name: work_page_with_tag
@@ -443,11 +450,12 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
     w.tags, w.progress, w.stop_reason
 FROM worktag t CROSS JOIN workspec w  -- CROSS: start from the tag's entries
 WHERE t.tag = :tag AND w.id = t.work_id
-  AND (w.created_at, w.id) < (:before_created, :before_id)
+  AND t.work_id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
+  AND t.work_id IS NOT :before_id
   AND (:state IS NULL OR +w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
   AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+ORDER BY t.work_id DESC
 LIMIT :limit;
 
 -- name: work_page_with_name
@@ -455,19 +463,21 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
     w.tags, w.progress, w.stop_reason
 FROM workname n CROSS JOIN workspec w  -- CROSS: start from the name's entries
 WHERE n.name = :name AND w.id = n.work_id
-  AND (w.created_at, w.id) < (:before_created, :before_id)
+  AND n.work_id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
+  AND n.work_id IS NOT :before_id
   AND (:state IS NULL OR +w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
-ORDER BY w.created_at DESC, w.id DESC
+ORDER BY n.work_id DESC
 LIMIT :limit;
 
 -- name: work_page_floor
--- The :scan-th row before the cursor in creation order (from the index alone): how far one
+-- The id of the :scan-th row below the cursor (from the primary key alone): how far one
 -- page's walk may go.
-SELECT created_at, id FROM workspec INDEXED BY workspec_created
-WHERE (created_at, id) < (:before_created, :before_id)
-ORDER BY created_at DESC, id DESC
+SELECT id FROM workspec
+WHERE id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
+  AND id IS NOT :before_id
+ORDER BY id DESC
 LIMIT 1 OFFSET :scan - 1;
 
 -- name: work_count_in_state_upto
