@@ -15,6 +15,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def short_id(work_id: object) -> str:
+    from workmanager.ids import short_id
+
+    return short_id(str(work_id))
+
+
 def describe(info: object) -> str:
     from workmanager import WorkInfo
 
@@ -39,7 +45,7 @@ async def watch(wm: object, ids: list[object]) -> None:
         async for info in wm.get_work_info_by_id_flow(work_id):  # type: ignore[arg-type]
             if info is None:
                 continue
-            print(f"  {str(info.id)[:8]}  {describe(info)}", flush=True)
+            print(f"  {short_id(info.id)}  {describe(info)}", flush=True)
             if info.state.is_finished:
                 return
 
@@ -79,7 +85,7 @@ def main() -> None:
     print("\nfinal states:")
     for r in requests:
         info = demo_app.wm.get_work_info_by_id(r.id)
-        print(f"  {str(r.id)[:8]}  {describe(info)}")
+        print(f"  {short_id(r.id)}  {describe(info)}")
     print(f"\ntry: .venv/bin/workmanager list -d {os.environ['WORKMANAGER_DATABASE']}")
 
 

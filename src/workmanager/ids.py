@@ -47,3 +47,10 @@ def uuid7() -> uuid.UUID:
 def timestamp_ms(work_id: uuid.UUID) -> int | None:
     """The millisecond stamped in a UUIDv7, or None for another version (an id set by the user)."""
     return work_id.int >> 80 if work_id.version == 7 else None
+
+
+def short_id(work_id: uuid.UUID | str) -> str:
+    """Eight characters to tell work apart at a glance (lists, graphs, logs): the *last*
+    eight, which are random in a UUIDv7 as in any uuid4; the first eight are the time and
+    are the same for everything enqueued within about a minute."""
+    return str(work_id)[-8:]

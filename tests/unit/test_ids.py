@@ -96,3 +96,10 @@ def test_the_version_and_variant_bits_hold_for_any_millisecond(ms: int) -> None:
 
     assert work_id.version == 7 and work_id.variant == uuid.RFC_4122
     assert ids.timestamp_ms(work_id) == ms
+
+
+def test_short_ids_of_work_made_together_differ() -> None:
+    made = [ids.uuid7() for _ in range(200)]  # the same millisecond, mostly: one time prefix
+
+    assert len({ids.short_id(i) for i in made}) == 200  # 32 random bits: a clash is a 1 in 200,000 chance
+    assert ids.short_id(made[0]) == str(made[0])[-8:]

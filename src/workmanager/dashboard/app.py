@@ -27,6 +27,7 @@ from workmanager.dashboard.live import Hub
 from workmanager.dashboard.metrics import metrics_registry, render_metrics
 from workmanager.dashboard.security import Guard, csrf_ok
 from workmanager.data import Data
+from workmanager.ids import short_id
 from workmanager.info import State, StopReason
 from workmanager.manager import WorkManager
 from workmanager.requests import Constraints, NetworkType, OneTimeWorkRequest
@@ -153,6 +154,7 @@ class Dashboard:
             loader=PackageLoader("workmanager.dashboard", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        self.templates.filters["short_id"] = short_id
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from workmanager.ids import short_id
 from workmanager.info import State
 
 __all__ = ["STATE_COLOURS", "GraphLayout", "layout", "render_svg"]
@@ -136,7 +137,7 @@ def render_svg(
             f'fill="{STATE_COLOURS[state]}"{outline}/>'
             f'<text x="{x + 10}" y="{y + 18}" fill="#ffffff" font-size="13">{escape(_label(worker))}</text>'
             f'<text x="{x + 10}" y="{y + 35}" fill="#ffffff" font-size="11">{state.name} · '
-            f"{escape(work_id[:8])}</text></a>"
+            f"{escape(short_id(work_id))}</text></a>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))
