@@ -196,7 +196,7 @@ def test_finished_runs_survive_a_turn_whose_transaction_fails(tmp_path):
     engine._completions.append((claimed, Succeeded(Data.EMPTY)))
     real = wm._storage.transaction
 
-    def broken():  # the database restarts mid-turn
+    def broken(*, durable: bool = True):  # the database restarts mid-turn
         raise OSError("connection lost")
 
     wm._storage.transaction = broken  # type: ignore[method-assign]

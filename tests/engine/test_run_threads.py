@@ -1,11 +1,14 @@
-"""Plain Workers run on the engine's own threads; anything else is started through start_work."""
+"""The dispatcher's runs: plain Workers on the engine's own threads, anything else through
+start_work; and which of its turns wait for the disk."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +97,42 @@ def test_a_plain_worker_that_raises_fails_with_the_error_named(wm: WorkManager) 
     info = wm.await_work(request.id, timeout=20)
     assert info.state is State.FAILED
     assert info.output_data["error"] == "KeyError"
+
+
+def test_a_turn_that_only_claims_skips_the_disk_wait_and_one_that_records_outcomes_does_not(
+    tmp_path: Path,
+) -> None:
+    manager = WorkManager(str(tmp_path / "d.db"), workers=[WhereAmI])
+    storage = manager._storage
+    turns: list[tuple[bool, bool]] = []  # (durable, recorded an outcome)
+    transaction = storage.transaction
+
+    @contextmanager
+    def recording(*, durable: bool = True) -> Iterator[Any]:
+        with transaction(durable=durable) as tx:
+            succeed_many = tx.work_succeed_many
+            recorded = []
+
+            def succeed(*args: Any, **kwargs: Any) -> Any:
+                recorded.append(True)
+                return succeed_many(*args, **kwargs)
+
+            tx.work_succeed_many = succeed  # type: ignore[method-assign]
+            try:
+                yield tx
+            finally:
+                tx.work_succeed_many = succeed_many  # type: ignore[method-assign]
+        turns.append((durable, bool(recorded)))
+
+    storage.transaction = recording  # type: ignore[method-assign]
+    manager.start()
+    try:
+        request = OneTimeWorkRequest(WhereAmI)
+        manager.enqueue(request)
+        assert manager.await_work(request.id, timeout=20).state is State.SUCCEEDED
+    finally:
+        manager.close()
+
+    assert (False, False) in turns  # the claim
+    assert all(durable for durable, recorded in turns if recorded)
+    assert any(recorded for _, recorded in turns)

@@ -327,6 +327,36 @@ def test_claim_filters_by_worker_name_and_constraints(storage: Storage) -> None:
     assert claim(storage, names=["other"]) == ["x"]
 
 
+def test_a_claim_committed_without_waiting_for_the_disk_is_seen_by_everyone_at_once(backend: Backend) -> None:
+    storage, other = backend.open(), backend.open()
+    insert(storage, work("a"))
+    with storage.transaction(durable=False) as tx:
+        claimed = tx.work_claim_available(now=NOW, limit=5, runner_id="r1", run_token=TOKEN, names=None)
+    assert [c.id for c in claimed] == ["a"]
+    assert state_of(other, "a") == RUNNING
+
+
+def test_only_the_transaction_asked_to_skip_the_disk_wait_does(backend: Backend) -> None:
+    """SQLite: synchronous NORMAL for that transaction, FULL again after; PostgreSQL:
+    synchronous_commit off for that transaction only (SET LOCAL)."""
+    storage = backend.open()
+    if backend.kind == "sqlite":
+        read = "PRAGMA synchronous"
+        relaxed, durable = 1, 2
+    else:
+        read = "SHOW synchronous_commit"
+        relaxed, durable = "off", "on"
+
+    def setting(tx: Any) -> Any:
+        cursor = tx._conn.execute(read)
+        return cursor.fetchone()[0]
+
+    with storage.transaction(durable=False) as tx:
+        assert setting(tx) == relaxed
+    with storage.transaction() as tx:
+        assert setting(tx) == durable
+
+
 def test_claims_from_many_connections_never_share_a_row(backend: Backend) -> None:
     first = backend.open()
     insert(first, *[work() for _ in range(200)])

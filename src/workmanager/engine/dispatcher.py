@@ -617,7 +617,10 @@ class Engine:
         whether the transaction made a work change (see ChangeFeed)."""
         claimed: list[ClaimedWork] = []
         full = False
-        with self._storage.transaction() as tx:
+        # Claims alone need not wait for the disk: a crash of the database's machine that
+        # undid one puts the work back to ENQUEUED (G3). Outcomes must (they are reported).
+        durable = bool(completions or usage)
+        with self._storage.transaction(durable=durable) as tx:
             self._apply_in(tx, completions, now)
             for used_ms in usage:
                 tx.expedited_usage_add(now, used_ms)

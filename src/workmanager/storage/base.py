@@ -325,7 +325,13 @@ class Storage(Protocol):
 
     url: str
 
-    def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Transaction]:
+        """A write transaction. ``durable=False``: its commit does not wait for the disk, so
+        a crash of the database's machine (never of a process) may undo it. Only for claims:
+        an undone claim is work back in ENQUEUED, run again (reliability.md G3: a rerun
+        after the database was lost)."""
+        ...
+
     def work_insert_alone(self, rows: list[NewWork]) -> None:
         """Transaction.work_insert in a transaction of its own (the common enqueue)."""
         ...

@@ -682,7 +682,7 @@ class PostgresStorage(DashboardReads):
     # -- transactions --------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[PostgresTransaction]:
+    def transaction(self, *, durable: bool = True) -> Iterator[PostgresTransaction]:
         # Pipeline mode: statements whose results are not read at once (BEGIN, updates, the
         # NOTIFY, COMMIT) travel together, so a transaction costs a round trip per result it
         # reads rather than one per statement. BEGIN and COMMIT are sent as plain statements
@@ -691,6 +691,8 @@ class PostgresStorage(DashboardReads):
             try:
                 with conn.pipeline() as pipeline:
                     conn.execute(_BEGIN)
+                    if not durable:
+                        conn.execute(_Q["commit_without_flush"])
                     tx = PostgresTransaction(
                         conn, pipeline, channel=self.channel, work_payload=f"{self._token}:{_WORK}"
                     )

@@ -687,3 +687,8 @@ SELECT name FROM workname WHERE work_id = %(id)s ORDER BY name;
 -- name: work_oldest_due
 -- Metrics: when the longest-waiting ENQUEUED work became due (the claim index's first entry).
 SELECT min(next_run_time) FROM workspec WHERE state = 0;
+
+-- name: commit_without_flush
+-- A transaction whose commit need not wait for the WAL flush (Storage.transaction(durable=False):
+-- claims only). Visible to everyone at once; a server crash may undo it.
+SET LOCAL synchronous_commit = off;

@@ -446,6 +446,9 @@ class SqliteStorage(DashboardReads):
         self._conn = self._connect(path, configuration)
         self._busy_timeout_ms = int(configuration.busy_timeout.total_seconds() * 1000)
         self._tx = SqliteTransaction(self._conn)
+        #: Whether commits are fsynced (durability "full" on a file): only then can a
+        #: transaction be made lighter (transaction(durable=False)).
+        self._sync_full = not self._memory and configuration.durability == "full"
         # Opening and migrating waited in SQLite's own busy handler; from here on every wait
         # for a lock is ours (_begin_immediate's short steps, _retry_busy for reads): SQLite's
         # handler sleeps 1, 2, 5, 10 ms between tries where a writer holds the lock for well
@@ -579,19 +582,28 @@ class SqliteStorage(DashboardReads):
     # -- transactions ------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
+    def transaction(self, *, durable: bool = True) -> Iterator[SqliteTransaction]:
         with self._lock:
             conn = self._conn
             tx = self._tx
             changes_before = conn.total_changes
             tx.state_only_changes = 0
-            self._begin_immediate(conn)
+            # A commit in WAL mode with synchronous=NORMAL is not fsynced: only the loss of
+            # the machine can undo it, and that takes every worker of this file with it.
+            relaxed = not durable and self._sync_full
+            if relaxed:
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield tx
-            except BaseException as exc:
-                self._abort(conn, exc)
-                raise
-            self._commit(conn)
+                self._begin_immediate(conn)
+                try:
+                    yield tx
+                except BaseException as exc:
+                    self._abort(conn, exc)
+                    raise
+                self._commit(conn)
+            finally:
+                if relaxed:
+                    conn.execute("PRAGMA synchronous=FULL")
             changes = conn.total_changes - changes_before
             tx.work_changed = changes > tx.state_only_changes
             if changes:
