@@ -262,8 +262,10 @@ class PostgresTransaction:
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
         expedited_only: bool = False,
+        suspects: bool = True,
     ) -> list[ClaimedWork]:
         params = {
+            "suspects": suspects,
             "now": now,
             "limit": limit,
             "runner_id": runner_id,
@@ -292,6 +294,7 @@ class PostgresTransaction:
                 bool(r[15]),
                 frozenset(_tags(r[16])),
                 _tags(r[17]),
+                r[18],
             )
             for r in rows
         ]
@@ -790,8 +793,9 @@ class PostgresStorage(DashboardReads):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> int | None:
-        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids)
+        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids, suspects)
         return None if due is None else due[0]
 
     def work_next_due_and_expedited(
@@ -799,8 +803,13 @@ class PostgresStorage(DashboardReads):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> tuple[int, bool] | None:
-        params = {"names": names, **_constraint_params(constraints, constraints_met_ids)}
+        params = {
+            "names": names,
+            "suspects": suspects,
+            **_constraint_params(constraints, constraints_met_ids),
+        }
         rows = self._read("work_next_due", params)
         return (int(rows[0][0]), bool(rows[0][1])) if rows else None
 
