@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from services import unavailable
 from workmanager import OneTimeWorkRequest, WorkContinuation, errors
 
 from .harness import registry
@@ -14,7 +15,16 @@ from .harness.app import Mark
 from .harness.checker import Report, check
 from .harness.drive import enqueue_jobs, manager, unfinished
 from .harness.registry import Context, scenario
-from .harness.storage_faults import FSIZE_ENV, free_wal, limit_pages, unlimit_pages
+from .harness.storage_faults import (
+    FSIZE_ENV,
+    MountUnavailable,
+    fill,
+    free_wal,
+    limit_pages,
+    small_tmpfs,
+    unfill,
+    unlimit_pages,
+)
 
 # -- case 20 ------------------------------------------------------------------------------------
 
@@ -98,6 +108,82 @@ def test_case20_a_full_disk_is_a_typed_error_at_enqueue_and_a_pause_for_workers(
     conn = sqlite3.connect(tmp_path / "work.db")
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     conn.close()
+
+
+@scenario("disk_full_tmpfs", case="20", title="the SQLite database on a small tmpfs, filled up while work runs",
+          fast_n=150, soak_n=1000)  # fmt: skip
+def disk_full_tmpfs(ctx: Context) -> Report:
+    """A real full filesystem: the database on a 4 MB tmpfs, a worker running jobs, then a
+    ballast file takes every free byte. Enqueue must raise StorageFullError and write
+    nothing; the worker must not exit (its finished runs wait, fenced RUNNING); once the
+    ballast is deleted every job finishes, none lost, none run twice, integrity ok."""
+    report = Report()
+    fs = ctx.workdir / "fs"
+    try:
+        mount = small_tmpfs(fs, "4m")
+        mount.__enter__()
+    except MountUnavailable as exc:
+        unavailable(f"case 20 on a small filesystem needs mount -t tmpfs: {exc}")
+    try:
+        ctx.target.path = fs / "work.db"  # the ledger and the fault log stay off the small disk
+        ctx.target.url = str(ctx.target.path)
+        wm = manager(ctx)
+        jobs = enqueue_jobs(wm, ctx.n, "w", sleep_max=0.05)
+        sup = ctx.supervisor(WM_CONCURRENCY="2")
+        worker = sup.start_worker()
+        rounds = 5 if ctx.soak else 2
+        refused = 0
+        for r in range(rounds):
+            # Wait for the worker to be well into the jobs of this round, then fill the disk.
+            progress = (r + 1) * ctx.n // (rounds + 1)
+            sup.wait_for(
+                lambda p=progress: sum(sup.ledger.starts().values()) >= p, 120, f"progress before fill {r}"
+            )
+            free_wal(ctx.target.path)  # the next commit anywhere must grow the -wal
+            ballast = fill(fs)
+            sup.log_fault("disk_full", 0, where="tmpfs", ballast=ballast)
+            for k in range(50):
+                batch = [OneTimeWorkRequest(Mark, input_data={"job": f"f{r}_{k}_{i}"}) for i in range(20)]
+                before = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                try:
+                    wm.enqueue(batch)
+                except errors.StorageFullError:
+                    refused += 1
+                    after = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                    if after != before:
+                        report.fail(f"a full filesystem kept {after - before} rows of a refused batch")
+                    break
+                except Exception as exc:
+                    report.fail(f"a full filesystem raised {type(exc).__name__}: {exc}, not StorageFullError")
+                    break
+                jobs.update({str(q.id): str(q.input_data["job"]) for q in batch})
+            else:
+                report.fail(f"round {r}: 50 batches fitted on a full filesystem")
+            time.sleep(2.0)  # the worker's commits fail meanwhile: it must not exit
+            if worker.poll() is not None:
+                report.fail(f"the worker exited ({worker.returncode}) on a full filesystem")
+                worker = sup.start_worker()
+            unfill(fs)
+        more = enqueue_jobs(wm, 10, "post")  # space is back: enqueue works again
+        jobs.update(more)
+        sup.wait_for(lambda: unfinished(ctx) == 0, 300, "every job to finish after space came back")
+        if worker.poll() is not None:
+            report.fail(f"the worker exited ({worker.returncode})")
+        sup.stop_all()
+        report.merge(check(ctx.target, sup.ledger, jobs=jobs))
+        report.figures.update(enqueued=len(jobs), enqueue_refused=refused)
+        wm.close()
+    finally:
+        mount.__exit__(None, None, None)
+    return report
+
+
+def test_case20_a_full_tmpfs_refuses_enqueue_cleanly_and_workers_finish_once_space_is_back(
+    tmp_path: Path,
+) -> None:
+    report = registry.run("disk_full_tmpfs", "sqlite", "fast", tmp_path)
+    report.assert_ok()
+    assert report.figures["enqueue_refused"] == 2
 
 
 # -- case 21 ------------------------------------------------------------------------------------
