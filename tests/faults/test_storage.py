@@ -25,6 +25,8 @@ from .harness.storage_faults import (
     unfill,
     unlimit_pages,
 )
+from .harness.target import Target
+from .postgres.cluster import ClusterTarget, ThrowawayCluster, Unavailable
 
 # -- case 20 ------------------------------------------------------------------------------------
 
@@ -182,6 +184,82 @@ def test_case20_a_full_tmpfs_refuses_enqueue_cleanly_and_workers_finish_once_spa
     tmp_path: Path,
 ) -> None:
     report = registry.run("disk_full_tmpfs", "sqlite", "fast", tmp_path)
+    report.assert_ok()
+    assert report.figures["enqueue_refused"] == 2
+
+
+@scenario("pg_disk_full", case="20", title="PostgreSQL's data directory on a small tmpfs, filled up while work runs",
+          fast_n=150, soak_n=1000, backends=("postgres",))  # fmt: skip
+def pg_disk_full(ctx: Context) -> Report:
+    """A throw-away server whose data directory is a 64 MB tmpfs (its WAL on the ordinary
+    disk: PostgreSQL PANICs when it cannot write WAL, by design), filled by a ballast file
+    while a worker runs jobs. Enqueue must raise StorageFullError (a StorageError) and write
+    nothing, the worker must stay up, and once the ballast is gone every job finishes once."""
+    try:
+        cluster = ThrowawayCluster(data_tmpfs="64m")
+        cluster.create()
+    except (MountUnavailable, Unavailable, OSError) as exc:
+        unavailable(f"case 20 on PostgreSQL needs a throw-away server on a tmpfs: {exc}")
+    report = Report()
+    try:
+        ctx.target = ClusterTarget(cluster, ctx.workdir)
+        wm = manager(ctx)
+        jobs = enqueue_jobs(wm, ctx.n, "w", sleep_max=0.05)
+        sup = ctx.supervisor(WM_CONCURRENCY="2")
+        worker = sup.start_worker()
+        rounds = 5 if ctx.soak else 2
+        refused = 0
+        for r in range(rounds):
+            progress = (r + 1) * ctx.n // (rounds + 1)
+            sup.wait_for(
+                lambda p=progress: sum(sup.ledger.starts().values()) >= p, 120, f"progress before fill {r}"
+            )
+            ballast = fill(cluster.data)
+            sup.log_fault("disk_full", 0, where="pg_data_tmpfs", ballast=ballast)
+            for k in range(200):
+                batch = [OneTimeWorkRequest(Mark, input_data={"job": f"f{r}_{k}_{i}", "pad": "x" * 400})
+                         for i in range(20)]  # fmt: skip
+                before = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                try:
+                    wm.enqueue(batch)
+                except errors.StorageFullError:
+                    refused += 1
+                    after = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                    if after != before:
+                        report.fail(f"a full data directory kept {after - before} rows of a refused batch")
+                    break
+                except Exception as exc:
+                    report.fail(
+                        f"a full data directory raised {type(exc).__name__}: {exc}, not StorageFullError"
+                    )
+                    break
+                jobs.update({str(q.id): str(q.input_data["job"]) for q in batch})
+            else:
+                report.fail(f"round {r}: 200 batches fitted in a full data directory")
+            time.sleep(2.0)  # the worker's writes may fail meanwhile: it must not exit
+            if worker.poll() is not None:
+                report.fail(f"the worker exited ({worker.returncode}) on a full data directory")
+                worker = sup.start_worker()
+            unfill(cluster.data)
+        jobs.update(enqueue_jobs(wm, 10, "post"))  # space is back: enqueue works again
+        sup.wait_for(lambda: unfinished(ctx) == 0, 300, "every job to finish after space came back")
+        if worker.poll() is not None:
+            report.fail(f"the worker exited ({worker.returncode})")
+        sup.stop_all()
+        report.merge(check(ctx.target, sup.ledger, jobs=jobs))
+        report.figures.update(enqueued=len(jobs), enqueue_refused=refused)
+        wm.close()
+        ctx.target.drop()
+    finally:
+        ctx.target = Target("sqlite", ctx.workdir)  # nothing left to drop on the destroyed server
+        cluster.destroy()
+    return report
+
+
+def test_case20_a_full_postgresql_data_directory_refuses_enqueue_cleanly_and_workers_finish_later(
+    tmp_path: Path,
+) -> None:
+    report = registry.run("pg_disk_full", "postgres", "fast", tmp_path)
     report.assert_ok()
     assert report.figures["enqueue_refused"] == 2
 

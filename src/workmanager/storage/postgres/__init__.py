@@ -164,6 +164,14 @@ def _already_exists(exc: psycopg.errors.UniqueViolation) -> Exception:
     )
 
 
+def _full(exc: psycopg.errors.DiskFull) -> errors.StorageFullError:
+    """The server's disk is full (SQLSTATE 53100): the transaction was rolled back."""
+    return errors.StorageFullError(
+        f"the PostgreSQL server's disk is full ({exc.diag.message_primary or exc}); "
+        "nothing of this transaction was written"
+    )
+
+
 def _info(row: tuple[Any, ...]) -> InfoRow:
     fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
     return InfoRow(*fields)
@@ -716,6 +724,8 @@ class PostgresStorage(DashboardReads):
                     error = _already_exists(exc)
                     if error is not exc:
                         raise error from exc
+                if isinstance(exc, psycopg.errors.DiskFull):
+                    raise _full(exc) from exc
                 raise
 
     def work_insert_alone(self, rows: list[NewWork]) -> None:
@@ -732,6 +742,8 @@ class PostgresStorage(DashboardReads):
                 conn.execute(_Q["work_insert_alone"], params)
         except psycopg.errors.UniqueViolation as exc:
             raise _already_exists(exc) from exc
+        except psycopg.errors.DiskFull as exc:
+            raise _full(exc) from exc
 
     @contextmanager
     def transaction_on(self, connection: psycopg.Connection[Any]) -> Iterator[PostgresTransaction]:
