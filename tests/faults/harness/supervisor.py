@@ -71,14 +71,22 @@ class Supervisor:
         self.procs.append(proc)
         return proc
 
-    def run_script(self, args: list[str], *, faults_spec: str | None = None, **env: str) -> Proc:
-        """Start ``python <args>`` (a harness script such as enqueuer.py) with the same environment."""
+    def run_script(
+        self, args: list[str], *, faults_spec: str | None = None, pipes: bool = False, **env: str
+    ) -> Proc:
+        """Start ``python <args>`` (a harness script such as enqueuer.py) with the same environment;
+        ``pipes``: its stdin and stdout are pipes to this process (text, line-buffered)."""
         child_env = self._child_env(faults_spec, env)
+        pipe = subprocess.PIPE if pipes else None
         proc = subprocess.Popen(
             [sys.executable, *args],
             env=child_env,
             cwd=HERE,
             start_new_session=True,
+            stdin=pipe,
+            stdout=pipe,
+            text=pipes,
+            bufsize=1 if pipes else -1,
             stderr=open(self.workdir / "scripts.log", "ab"),  # noqa: SIM115
         )
         self.procs.append(proc)
