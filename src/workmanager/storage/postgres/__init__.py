@@ -719,6 +719,12 @@ class PostgresStorage(DashboardReads):
                         conn.execute(_ROLLBACK)
                     except psycopg.Error:
                         pass  # the pool discards a connection it cannot reset
+                if isinstance(exc, psycopg.Error) and not conn.closed:
+                    # A pipeline cut short by an error can leave psycopg sure of a prepared
+                    # statement the server skipped: every later use of this connection then
+                    # failed with "prepared statement _pg3_N does not exist" (seen after a full
+                    # disk). The pool replaces a closed connection; errors here are rare.
+                    conn.close()
                 if isinstance(exc, psycopg.errors.UniqueViolation):
                     # An insert's error arrives with the transaction's one round trip.
                     error = _already_exists(exc)
