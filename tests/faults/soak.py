@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     load_scenarios()
-    names = args.only or sorted(registry.SCENARIOS, key=lambda n: int(registry.SCENARIOS[n].case))
+    names = args.only or sorted(
+        (n for n, sc in registry.SCENARIOS.items() if sc.in_soak),
+        key=lambda n: int(registry.SCENARIOS[n].case),
+    )
     started = datetime.now(UTC)
     rows: list[tuple[str, dict[str, int]]] = []
     failures: list[str] = []

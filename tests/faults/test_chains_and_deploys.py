@@ -24,7 +24,7 @@ S = WorkInfo.State
 
 
 @scenario("rolling_deploy", case="25", title="a worker name only some processes know (rolling deploy)",
-          fast_n=100, soak_n=2000, backends=("sqlite", "postgres"))  # fmt: skip
+          fast_n=100, soak_n=100, backends=("sqlite", "postgres"))  # fmt: skip
 def rolling_deploy(ctx: Context) -> Report:
     """Process A (old release) knows only ``mark``; B also knows ``new_worker``. A never takes a
     ``new_worker`` job (not even to fail it): B runs all of them, A and B share the rest."""
@@ -154,7 +154,7 @@ def test_case26_chains_stay_whole_under_kills_failures_and_cancels(tmp_path: Pat
 
 
 @scenario("cancellation_races", case="27", title="cancel by id, unique name and tag at random moments",
-          fast_n=150, soak_n=2000, backends=("sqlite", "postgres"))  # fmt: skip
+          fast_n=150, soak_n=500, backends=("sqlite", "postgres"))  # fmt: skip
 def cancellation_races(ctx: Context) -> Report:
     """``n`` short jobs (a third unique, all tagged by tens) and a periodic item; the workers
     pause after claims and before completion commits (sleep faults) to widen the windows; the

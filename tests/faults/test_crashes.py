@@ -27,8 +27,9 @@ S = WorkInfo.State
 # -- case 1 -------------------------------------------------------------------------------------
 
 
+# The plan sets cases 1-8 on the default backend (SQLite): PostgreSQL repeats them smaller.
 @scenario("sigkill_workers", case="1", title="random SIGKILL of workers mid-run", fast_n=300, soak_n=10_000,
-          backends=("sqlite", "postgres"))  # fmt: skip
+          backends=("sqlite", "postgres"), soak_n_by_backend={"postgres": 2000})  # fmt: skip
 def sigkill_workers(ctx: Context) -> Report:
     wm = manager(ctx)
     jobs = enqueue_jobs(wm, ctx.n, "j", sleep_max=0.05 if ctx.soak else 0.02)
@@ -125,7 +126,7 @@ def test_case3_a_killed_batch_enqueue_is_all_or_nothing(tmp_path: Path) -> None:
 
 
 @scenario("whole_system_crash", case="4", title="every process SIGKILLed at once, then restarted",
-          fast_n=1, soak_n=5, backends=("sqlite", "postgres"))  # fmt: skip
+          fast_n=1, soak_n=3, backends=("sqlite", "postgres"))  # fmt: skip
 def whole_system_crash(ctx: Context) -> Report:
     """3 enqueuers and 2 workers, all SIGKILLed at once (a reboot), ``n`` times; after each,
     two fresh workers must take back every RUNNING row of the dead (G4), and at the end every
