@@ -127,11 +127,14 @@ class Supervisor:
         every: tuple[float, float] = (0.5, 3.0),
         timeout: float = 600.0,
         restart: Callable[[], Proc] | None = None,
+        keep: int | None = None,
     ) -> int:
         """Until ``until()``: every ``every`` seconds (seeded) SIGKILL a random live worker and
-        start a replacement (and replace any that died by themselves). Returns the number of kills."""
+        start a replacement (and replace any that died by themselves), keeping ``keep`` workers
+        (default: as many as are alive at the start). Returns the number of kills."""
         restart = restart or self.start_worker
-        keep = len([p for p in self.alive() if p.args[-1] == self.app])
+        if keep is None:
+            keep = len([p for p in self.alive() if p.args[-1] == self.app])
         kills = 0
         deadline = time.monotonic() + timeout
         while not until():
