@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import psutil
 import pytest
@@ -221,3 +223,43 @@ def test_a_claim_that_committed_unheard_is_put_back_when_the_database_returns(tm
 
     assert state_of(wm._storage, unheard.id) == (S.ENQUEUED, StopReason.UNKNOWN, 0)  # not an attempt
     wm.close()
+
+
+class Timed(Worker):
+    """Sleeps 0.3 s and records when it ran."""
+
+    name = "timed"
+    runs: ClassVar[list[tuple[str, float, float]]] = []
+
+    def do_work(self) -> Result:
+        began = time.monotonic()
+        time.sleep(0.3)
+        Timed.runs.append((str(self.input_data["job"]), began, time.monotonic()))
+        return Result.success()
+
+
+def test_a_process_runs_one_suspect_at_a_time_and_the_next_as_soon_as_the_first_ends(tmp_path):
+    """Work orphaned before may be what killed its process: two such never share one."""
+    from workmanager import WorkManager
+
+    path = tmp_path / "w.db"
+    storage = open_storage(str(path), Configuration())
+    pid, started = dead_process()
+    now = int(time.time() * 1000)
+    register(storage, "dead", pid=pid, started=started, heartbeat_at=now)
+    suspects = [OneTimeWorkRequest(Timed, input_data={"job": job}) for job in ("s1", "s2")]
+    with storage.transaction() as tx:
+        tx.work_insert([records.new_work(r, now=now, config=Configuration()) for r in suspects])
+        tx.work_claim_available(now=now, limit=2, runner_id="dead", run_token=1, names=None)
+    assert len(rescuer(storage).run_once(now).requeued) == 2
+    storage.close()
+    Timed.runs.clear()
+
+    with WorkManager(path, workers=[Timed], configuration=Configuration(max_concurrency=2)) as wm:
+        for request in suspects:
+            info = wm.await_work(request.id, timeout=10)
+            assert info is not None and info.state is S.SUCCEEDED
+
+    first, second = sorted(Timed.runs, key=lambda run: run[1])
+    assert second[1] >= first[2]  # one after the other, never side by side
+    assert second[1] - first[2] < 1.0  # not left waiting for some later change

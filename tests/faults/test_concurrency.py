@@ -1,5 +1,5 @@
-"""Concurrency and SQLite locking (reliability.md §4.2, cases 10-12; case 9 is
-tests/integration/test_unique_races.py)."""
+"""Concurrency and SQLite locking (reliability.md §4.2, cases 9-12; case 9's race itself is
+tests/integration/test_unique_races.py, run here as a scenario)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,47 @@ from .harness import registry
 from .harness.app import ALL, Mark
 from .harness.checker import Report, check
 from .harness.drive import manager, unfinished
-from .harness.ledger import read_lines
+from .harness.ledger import Ledger, read_lines
 from .harness.registry import Context, scenario
-from .harness.target import require_postgres
+from .harness.target import Target, require_postgres
 
 S = WorkInfo.State
+
+# -- case 9 -------------------------------------------------------------------------------------
+
+
+@scenario("unique_race", case="9", title="8 processes enqueue one unique name at once, every policy",
+          fast_n=10, soak_n=200)  # fmt: skip
+def unique_race(ctx: Context) -> Report:
+    """tests/integration/test_unique_races.py's race, each policy in turn: 8 racer processes
+    released together make ``ctx.n`` enqueue_unique calls each on one name while a worker runs
+    what they enqueue and a sampler checks the live chain every few ms; then the H7 checker."""
+    from integration.conftest import Cluster
+    from integration.test_unique_races import PERIODIC_POLICIES, POLICIES, PROCESSES, run_policy
+
+    report = Report()
+    calls = samples = 0
+    for policy in POLICIES + PERIODIC_POLICIES:
+        workdir = ctx.workdir / policy.replace(":", "-")
+        workdir.mkdir()
+        cluster = Cluster(workdir)
+        try:
+            samples += run_policy(cluster, policy, ctx.n).samples
+        except AssertionError as exc:
+            report.fail(f"{policy}: {exc}")
+        finally:
+            cluster.close()
+        calls += PROCESSES * ctx.n
+        checked = check(Target("sqlite", workdir), Ledger(cluster.ledger_dir), expect=None)
+        checked.violations = [f"{policy}: {v}" for v in checked.violations]
+        report.merge(checked)
+    report.figures.update(enqueued=calls, samples=samples)
+    return report
+
+
+def test_case9_racing_unique_enqueues_of_every_policy_keep_one_live_chain(tmp_path: Path) -> None:
+    registry.run("unique_race", "sqlite", "fast", tmp_path).assert_ok()
+
 
 # -- case 12 ------------------------------------------------------------------------------------
 

@@ -234,7 +234,7 @@ def point_case(ctx: Context, point: str) -> Report:
 
 
 @scenario("kill_at_each_point", case="2", title="SIGKILL at each named fault point", fast_n=40, soak_n=200,
-          backends=("sqlite", "postgres"))  # fmt: skip
+          backends=("sqlite", "postgres"), soak_n_by_backend={"postgres": 50})  # fmt: skip
 def kill_at_each_point(ctx: Context) -> Report:
     total = Report()
     for point in faults.POINTS:

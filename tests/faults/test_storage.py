@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from services import unavailable
 from workmanager import OneTimeWorkRequest, WorkContinuation, errors
 
 from .harness import registry
@@ -14,7 +15,18 @@ from .harness.app import Mark
 from .harness.checker import Report, check
 from .harness.drive import enqueue_jobs, manager, unfinished
 from .harness.registry import Context, scenario
-from .harness.storage_faults import FSIZE_ENV, free_wal, limit_pages, unlimit_pages
+from .harness.storage_faults import (
+    FSIZE_ENV,
+    MountUnavailable,
+    fill,
+    free_wal,
+    limit_pages,
+    small_tmpfs,
+    unfill,
+    unlimit_pages,
+)
+from .harness.target import Target
+from .postgres.cluster import ClusterTarget, ThrowawayCluster, Unavailable
 
 # -- case 20 ------------------------------------------------------------------------------------
 
@@ -57,7 +69,7 @@ def full_enqueue(ctx: Context, report: Report) -> dict[str, str]:
 
 
 @scenario("disk_full", case="20", title="SQLITE_FULL at enqueue (max_page_count) and in a worker (RLIMIT_FSIZE)",
-          fast_n=150, soak_n=2000)  # fmt: skip
+          fast_n=150, soak_n=1000)  # fmt: skip
 def disk_full(ctx: Context) -> Report:
     assert ctx.target.path is not None
     report = Report()
@@ -100,11 +112,166 @@ def test_case20_a_full_disk_is_a_typed_error_at_enqueue_and_a_pause_for_workers(
     conn.close()
 
 
+@scenario("disk_full_tmpfs", case="20", title="the SQLite database on a small tmpfs, filled up while work runs",
+          fast_n=150, soak_n=300)  # fmt: skip
+def disk_full_tmpfs(ctx: Context) -> Report:
+    """A real full filesystem: the database on a 4 MB tmpfs, a worker running jobs, then a
+    ballast file takes every free byte. Enqueue must raise StorageFullError and write
+    nothing; the worker must not exit (its finished runs wait, fenced RUNNING); once the
+    ballast is deleted every job finishes, none lost, none run twice, integrity ok."""
+    report = Report()
+    fs = ctx.workdir / "fs"
+    try:
+        mount = small_tmpfs(fs, "4m")
+        mount.__enter__()
+    except MountUnavailable as exc:
+        unavailable(f"case 20 on a small filesystem needs mount -t tmpfs: {exc}")
+    try:
+        ctx.target.path = fs / "work.db"  # the ledger and the fault log stay off the small disk
+        ctx.target.url = str(ctx.target.path)
+        wm = manager(ctx)
+        jobs = enqueue_jobs(wm, ctx.n, "w", sleep_max=0.05)
+        free_wal(ctx.target.path)  # 4 MB: the file and a -wal of up to 4 MB would not both fit
+        sup = ctx.supervisor(WM_CONCURRENCY="2")
+        worker = sup.start_worker()
+        rounds = 5 if ctx.soak else 2
+        refused = 0
+        for r in range(rounds):
+            # Wait for the worker to be well into the jobs of this round, then fill the disk.
+            progress = (r + 1) * ctx.n // (rounds + 1)
+            sup.wait_for(
+                lambda p=progress: sum(sup.ledger.starts().values()) >= p, 120, f"progress before fill {r}"
+            )
+            free_wal(ctx.target.path)  # the next commit anywhere must grow the -wal
+            ballast = fill(fs)
+            sup.log_fault("disk_full", 0, where="tmpfs", ballast=ballast)
+            for k in range(50):
+                batch = [OneTimeWorkRequest(Mark, input_data={"job": f"f{r}_{k}_{i}"}) for i in range(20)]
+                before = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                try:
+                    wm.enqueue(batch)
+                except errors.StorageFullError:
+                    refused += 1
+                    after = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                    if after != before:
+                        report.fail(f"a full filesystem kept {after - before} rows of a refused batch")
+                    break
+                except Exception as exc:
+                    report.fail(f"a full filesystem raised {type(exc).__name__}: {exc}, not StorageFullError")
+                    break
+                jobs.update({str(q.id): str(q.input_data["job"]) for q in batch})
+            else:
+                report.fail(f"round {r}: 50 batches fitted on a full filesystem")
+            time.sleep(2.0)  # the worker's commits fail meanwhile: it must not exit
+            if worker.poll() is not None:
+                report.fail(f"the worker exited ({worker.returncode}) on a full filesystem")
+                worker = sup.start_worker()
+            unfill(fs)
+        more = enqueue_jobs(wm, 10, "post")  # space is back: enqueue works again
+        jobs.update(more)
+        sup.wait_for(lambda: unfinished(ctx) == 0, 300, "every job to finish after space came back")
+        if worker.poll() is not None:
+            report.fail(f"the worker exited ({worker.returncode})")
+        sup.stop_all()
+        report.merge(check(ctx.target, sup.ledger, jobs=jobs))
+        report.figures.update(enqueued=len(jobs), enqueue_refused=refused)
+        wm.close()
+    finally:
+        mount.__exit__(None, None, None)
+    return report
+
+
+def test_case20_a_full_tmpfs_refuses_enqueue_cleanly_and_workers_finish_once_space_is_back(
+    tmp_path: Path,
+) -> None:
+    report = registry.run("disk_full_tmpfs", "sqlite", "fast", tmp_path)
+    report.assert_ok()
+    assert report.figures["enqueue_refused"] == 2
+
+
+@scenario("pg_disk_full", case="20", title="PostgreSQL's data directory on a small tmpfs, filled up while work runs",
+          fast_n=1000, soak_n=1000, backends=("postgres",))  # fmt: skip
+def pg_disk_full(ctx: Context) -> Report:
+    """A throw-away server whose data directory is a 64 MB tmpfs (its WAL on the ordinary
+    disk: PostgreSQL PANICs when it cannot write WAL, by design), filled by a ballast file
+    while a worker runs jobs. Enqueue must raise StorageFullError (a StorageError) and write
+    nothing, the worker must stay up, and once the ballast is gone every job finishes once."""
+    try:
+        cluster = ThrowawayCluster(data_tmpfs="64m")
+        cluster.create()
+    except (MountUnavailable, Unavailable, OSError) as exc:
+        unavailable(f"case 20 on PostgreSQL needs a throw-away server on a tmpfs: {exc}")
+    report = Report()
+    try:
+        ctx.target = ClusterTarget(cluster, ctx.workdir)
+        wm = manager(ctx)
+        jobs = enqueue_jobs(wm, ctx.n, "w", sleep_max=0.05)
+        sup = ctx.supervisor(WM_CONCURRENCY="2")
+        worker = sup.start_worker()
+        # Five fills of 1,000 jobs in the fast tier too: smaller, it never caught psycopg with a
+        # statement the full disk left half-prepared (see PostgresStorage.transaction).
+        rounds = 5
+        refused = 0
+        for r in range(rounds):
+            progress = (r + 1) * ctx.n // (rounds + 1)
+            sup.wait_for(
+                lambda p=progress: sum(sup.ledger.starts().values()) >= p, 120, f"progress before fill {r}"
+            )
+            ballast = fill(cluster.data)
+            sup.log_fault("disk_full", 0, where="pg_data_tmpfs", ballast=ballast)
+            for k in range(200):
+                batch = [OneTimeWorkRequest(Mark, input_data={"job": f"f{r}_{k}_{i}", "pad": "x" * 400})
+                         for i in range(20)]  # fmt: skip
+                before = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                try:
+                    wm.enqueue(batch)
+                except errors.StorageFullError:
+                    refused += 1
+                    after = int(ctx.target.sql("SELECT count(*) FROM workspec")[0][0])
+                    if after != before:
+                        report.fail(f"a full data directory kept {after - before} rows of a refused batch")
+                    break
+                except Exception as exc:
+                    report.fail(
+                        f"a full data directory raised {type(exc).__name__}: {exc}, not StorageFullError"
+                    )
+                    break
+                jobs.update({str(q.id): str(q.input_data["job"]) for q in batch})
+            else:
+                report.fail(f"round {r}: 200 batches fitted in a full data directory")
+            time.sleep(2.0)  # the worker's writes may fail meanwhile: it must not exit
+            if worker.poll() is not None:
+                report.fail(f"the worker exited ({worker.returncode}) on a full data directory")
+                worker = sup.start_worker()
+            unfill(cluster.data)
+        jobs.update(enqueue_jobs(wm, 10, "post"))  # space is back: enqueue works again
+        sup.wait_for(lambda: unfinished(ctx) == 0, 300, "every job to finish after space came back")
+        if worker.poll() is not None:
+            report.fail(f"the worker exited ({worker.returncode})")
+        sup.stop_all()
+        report.merge(check(ctx.target, sup.ledger, jobs=jobs))
+        report.figures.update(enqueued=len(jobs), enqueue_refused=refused)
+        wm.close()
+        ctx.target.drop()
+    finally:
+        ctx.target = Target("sqlite", ctx.workdir)  # nothing left to drop on the destroyed server
+        cluster.destroy()
+    return report
+
+
+def test_case20_a_full_postgresql_data_directory_refuses_enqueue_cleanly_and_workers_finish_later(
+    tmp_path: Path,
+) -> None:
+    report = registry.run("pg_disk_full", "postgres", "fast", tmp_path)
+    report.assert_ok()
+    assert report.figures["enqueue_refused"] == 5
+
+
 # -- case 21 ------------------------------------------------------------------------------------
 
 
 @scenario("retention_and_growth", case="21", title="retention pruning, file and -wal size over a long run",
-          fast_n=3000, soak_n=50_000)  # fmt: skip
+          fast_n=3000, soak_n=100_000)  # fmt: skip
 def retention_and_growth(ctx: Context) -> Report:
     """``n`` trivial jobs enqueued in waves through two workers with a short retention, plus a
     finished parent whose dependent still waits: finished work older than the retention goes

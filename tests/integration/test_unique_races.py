@@ -144,7 +144,8 @@ def check_runs_never_overlap(cluster: Cluster) -> None:
         assert running <= 1, "two appended jobs ran at once"
 
 
-def run_policy(cluster: Cluster, policy: str, per_process: int) -> None:
+def run_policy(cluster: Cluster, policy: str, per_process: int) -> Sampler:
+    """Race ``policy`` and check every invariant (AssertionError if one fails); the sampler back."""
     total = PROCESSES * per_process
     sampler = race(cluster, policy, per_process)
     assert sampler.samples > 10, "the sampler hardly looked"
@@ -163,6 +164,7 @@ def run_policy(cluster: Cluster, policy: str, per_process: int) -> None:
         check_runs_never_overlap(cluster)
     else:
         assert len(rows) == 1, f"{len(rows)} rows carry the name"
+    return sampler
 
 
 @pytest.mark.parametrize("policy", POLICIES + PERIODIC_POLICIES)

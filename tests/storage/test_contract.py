@@ -510,6 +510,62 @@ def test_rescue_of_an_unknown_owner_takes_rows_without_one(storage: Storage) -> 
         ]
 
 
+def orphan(storage: Storage, *ids: str) -> None:
+    """Make ``ids`` suspects: claimed by a process that died, rescued (orphan_count 1)."""
+    claimed = claim(storage, len(ids), runner="dead", token=1)
+    assert sorted(claimed) == sorted(ids)
+    with storage.transaction() as tx:
+        tx.work_rescue_runner("dead", now=NOW, max_orphaned_runs=3, lost_output="{}")
+
+
+def claimed_work(storage: Storage, limit: int = 10, **kw: Any) -> dict[str, int]:
+    """Claim; each claimed id with the orphan_count the claim returned."""
+    with storage.transaction() as tx:
+        claimed = tx.work_claim_available(
+            now=NOW, limit=limit, runner_id="r1", run_token=TOKEN, names=None, **kw
+        )
+    return {c.id: c.orphan_count for c in claimed}
+
+
+def test_a_claim_takes_at_most_one_suspect(storage: Storage) -> None:
+    insert(storage, work("s1"), work("s2"))
+    orphan(storage, "s1", "s2")
+    insert(storage, work("a", next_run_time=1), work("b", next_run_time=2))
+    claimed = claimed_work(storage)
+    assert {i for i, orphans in claimed.items() if orphans == 0} == {"a", "b"}
+    assert [orphans for orphans in claimed.values() if orphans] == [1]
+    (left,) = {"s1", "s2"} - set(claimed)
+    assert state_of(storage, left) == ENQUEUED
+
+
+def test_a_claim_that_may_not_take_a_suspect_takes_only_the_others(storage: Storage) -> None:
+    insert(storage, work("s"))
+    orphan(storage, "s")
+    insert(storage, work("a", next_run_time=1))
+    assert claimed_work(storage, suspects=False) == {"a": 0}
+    assert state_of(storage, "s") == ENQUEUED
+    assert claimed_work(storage, suspects=True) == {"s": 1}
+
+
+def test_next_due_leaves_suspects_out_when_asked_to(storage: Storage) -> None:
+    insert(storage, work("s"))
+    orphan(storage, "s")
+    assert storage.work_next_due(None, suspects=False) is None
+    assert storage.work_next_due(None, suspects=True) == NOW
+
+
+def test_a_suspect_whose_run_ends_is_a_suspect_no_more(storage: Storage) -> None:
+    insert(storage, work("s", interval_ms=900_000))
+    orphan(storage, "s")
+    assert claimed_work(storage) == {"s": 1}
+    with storage.transaction() as tx:
+        assert tx.work_enqueue_if_running(
+            "s", TOKEN, run_attempt_count=0, last_enqueue_time=NOW, next_run_time=NOW, period_count=1,
+            stop_reason=-256, next_schedule_time_override=None,
+        )  # fmt: skip
+    assert claimed_work(storage, suspects=False) == {"s": 0}
+
+
 # -- chains -------------------------------------------------------------------------------------------
 
 

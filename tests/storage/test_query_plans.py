@@ -10,6 +10,7 @@ from test_contract import POSTGRES_URL, drop_schema, require_postgres
 from workmanager import Configuration
 from workmanager.storage.postgres import _Q as _PG_Q
 from workmanager.storage.postgres import PostgresStorage
+from workmanager.storage.postgres import _constraint_params as _pg_constraint_params
 from workmanager.storage.sqlite import _Q, SqliteStorage, _constraint_params
 
 PARAMS = {
@@ -33,6 +34,7 @@ PARAMS = {
     "cap": 10,
     "floor_id": "",
     "scan": 100,
+    "suspects": 1,
     **_constraint_params(None, None),
 }
 
@@ -152,3 +154,33 @@ def test_next_due_asks_the_expedited_index_whether_expedited_work_waits(tmp_path
     """Not a walk of every waiting row looking for an expedited one (none may be there)."""
     steps = plan(tmp_path, "work_next_due")
     assert any("workspec_expedited_due" in step for step in steps), steps
+
+
+def test_the_claim_walks_the_claim_index_and_looks_for_a_suspect_only_among_the_rows_found_on_postgres():
+    """Suspects (work orphaned before) are taken one per claim; finding that one must not cost
+    the claim its index walk, nor anything at all when no suspect is among the rows found."""
+    require_postgres()
+    import psycopg
+    from test_contract import work
+
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    storage = PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration())
+    try:
+        with storage.transaction() as tx:
+            tx.work_insert([work(next_run_time=i) for i in range(50)])
+        params = {"now": 100, "limit": 4, "runner_id": "r", "run_token": 1, "names": None, "suspects": True}
+        with psycopg.connect(
+            POSTGRES_URL, options=f"-c search_path={schema} -c enable_bitmapscan=off"
+        ) as conn:
+            cur = conn.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + _PG_Q["work_claim_available"],
+                {**params, **_pg_constraint_params(None, None)},
+            )
+            text = "\n".join(row[0] for row in cur.fetchall())
+            conn.rollback()
+    finally:
+        storage.close()
+        drop_schema(schema)
+    assert "Index Scan using workspec_claim on workspec" in text, text
+    assert "Seq Scan on workspec" not in text, text
+    assert "Sort Key: ready_1.next_run_time" in text and "(never executed)" in text, text

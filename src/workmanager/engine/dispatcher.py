@@ -171,6 +171,9 @@ class Engine:
         #: Due work waits for a slot: the loop sleeps until a run finishes, not until it is due.
         self._waiting_for_slot = False
         self._checked_version = -1
+        #: The last look for work left suspects out (this process ran one): when that run
+        #: ends, look again, or a waiting suspect would wait for the next work change.
+        self._suspects_left_out = False
         self._rescuer = recovery.Rescuer(
             storage,
             self._identity,
@@ -527,6 +530,11 @@ class Engine:
         with self._lock:
             free = self._config.max_concurrency - len(self._running)
             running_expedited = sum(1 for r in self._running.values() if r.claimed.expedited)
+            # A suspect (work orphaned before) may be what kills its process: run one at a time.
+            suspects = not any(r.claimed.orphan_count for r in self._running.values())
+        if suspects and self._suspects_left_out:
+            self._suspects_left_out = False
+            self._checked_version = -1  # the suspect this process ran has ended: look again
         # Ordinary work leaves the reserved slots to expedited work.
         ordinary_cap = self._config.max_concurrency - self._config.reserved_expedited_slots
         ordinary_free = min(
@@ -546,7 +554,10 @@ class Engine:
                     self._next_due, self._expedited_waiting = now, False
                     self._must_ask = True
                 else:
-                    due = self._storage.work_next_due_and_expedited(self._names(), **self._constraint_args())
+                    due = self._storage.work_next_due_and_expedited(
+                        self._names(), **self._constraint_args(), suspects=suspects
+                    )
+                    self._suspects_left_out = not suspects
                     self._next_due, self._expedited_waiting = due if due is not None else (None, False)
                     self._must_ask = False
             if self._next_due is not None and self._next_due <= now:
@@ -569,7 +580,16 @@ class Engine:
         usage = _drain(self._expedited_used)
         try:
             claimed, full, ordinary_free, work_changed = self._turn_transaction(
-                now, completions, usage, want_expedited, want_claim, free, ordinary_free, names, outputs
+                now,
+                completions,
+                usage,
+                want_expedited,
+                want_claim,
+                free,
+                ordinary_free,
+                names,
+                outputs,
+                suspects,
             )
         except BaseException:
             # Nothing of this turn was written (a restarted database, a deadlock): keep the
@@ -610,11 +630,13 @@ class Engine:
         ordinary_free: int,
         names: list[str] | None,
         outputs: dict[str, list[str]],
+        suspects: bool,
     ) -> tuple[list[ClaimedWork], bool, int, bool]:
         """The turn's one transaction: finished runs, expedited usage, then the claims.
 
         Returns the claimed work, whether the claim was full, the ordinary free slots, and
-        whether the transaction made a work change (see ChangeFeed)."""
+        whether the transaction made a work change (see ChangeFeed). ``suspects``: whether
+        the claims may take a suspect (this process runs none); they take at most one."""
         claimed: list[ClaimedWork] = []
         full = False
         # Claims alone need not wait for the disk: a crash of the database's machine that
@@ -637,6 +659,7 @@ class Engine:
                             run_token=token,
                             names=names,
                             expedited_only=True,
+                            suspects=suspects,
                             **constraint_args,
                         )
                         full = len(claimed) == free
@@ -653,10 +676,13 @@ class Engine:
                         runner_id=self.runner_id,
                         run_token=token,
                         names=names,
+                        suspects=suspects and not any(c.orphan_count for c in claimed),
                         **constraint_args,
                     )
                     full = full or len(ordinary) == ordinary_limit
                     claimed += ordinary
+                if not suspects or any(c.orphan_count for c in claimed):
+                    self._suspects_left_out = True  # other suspects may wait: look when it ends
                 for c in claimed:
                     if c.has_prerequisites:
                         outputs[c.id] = tx.work_prerequisite_outputs(c.id)

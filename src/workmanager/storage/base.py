@@ -128,6 +128,9 @@ class ClaimedWork:
     custom_constraints: frozenset[str] = frozenset()
     #: the paths whose change released this work (trigger_paths), if any
     triggered_paths: tuple[str, ...] = ()
+    #: runs of this work lost with their process in a row: > 0 makes it a "suspect" (it may be
+    #: what killed them), and a process runs at most one suspect at a time
+    orphan_count: int = 0
 
     @property
     def is_periodic(self) -> bool:
@@ -214,9 +217,12 @@ class Transaction(Protocol):
         constraints: dict[str, Any] | None = None,
         constraints_met_ids: list[str] | None = None,
         expedited_only: bool = False,
+        suspects: bool = True,
     ) -> list[ClaimedWork]:
         """``constraints``: the trackers' answers (ConstraintState.sql_params); None: all met.
-        ``expedited_only``: claim only expedited work (which goes first)."""
+        ``expedited_only``: claim only expedited work (which goes first).
+        ``suspects``: whether the claim may take a suspect (work with orphan_count > 0); it
+        never takes more than one, so False when this process already runs one."""
         ...
 
     def work_prerequisite_outputs(self, work_id: str) -> list[str]: ...
@@ -352,8 +358,10 @@ class Storage(Protocol):
         names: list[str] | None,
         constraints: dict[str, Any] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> int | None:
-        """When the earliest waiting work this process can run becomes due; None: none waits."""
+        """When the earliest waiting work this process can run becomes due; None: none waits.
+        ``suspects``: as in work_claim_available (False: suspects do not count)."""
         ...
 
     def work_next_due_and_expedited(
@@ -361,6 +369,7 @@ class Storage(Protocol):
         names: list[str] | None,
         constraints: dict[str, Any] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> tuple[int, bool] | None:
         """work_next_due, and whether any expedited work waits at all (runnable here or not)."""
         ...

@@ -11,11 +11,16 @@ be, depending on where it died. MODE:
 * ``chain``: chains of ``batch`` jobs (``begin_with(a).then(b)...``), one transaction each.
 * ``replace``: ``count`` calls of ``enqueue_unique_work(name, REPLACE, job)``.
 * ``forever``: like ``plain`` but until killed; writes ``{"event": "ready"}`` first.
+* ``serve``: a fork server for scenarios that kill many enqueuers: each line on stdin is the
+  argument list of one enqueuer (e.g. ``["forever", "--acks", ...]``), run in a child forked
+  from this process (imports done once; the child opens its own database connection); the
+  child's pid is printed on stdout. Ends at the end of stdin.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -26,17 +31,42 @@ from ledger import append  # type: ignore[import-not-found]
 from workmanager import ExistingWorkPolicy, OneTimeWorkRequest
 
 
-def main() -> None:
+def serve() -> None:
+    """Fork one enqueuer per line of stdin; print each child's pid. Single-threaded and
+    without a database connection of its own, so every fork starts clean."""
+    for line in sys.stdin:
+        argv = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                main(argv)
+            finally:
+                os._exit(0)
+        print(pid, flush=True)
+        while True:  # reap the children killed so far
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["plain", "chain", "replace", "forever"])
-    parser.add_argument("--acks", required=True)
+    parser.add_argument("mode", choices=["plain", "chain", "replace", "forever", "serve"])
+    parser.add_argument("--acks", help="required but in serve mode")
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--name", default="unique")
     parser.add_argument("--prefix", default="e")
     parser.add_argument("--chain", action="store_true", help="forever: chains of --batch, not batches")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.mode == "serve":
+        serve()
+        return
+    if args.acks is None:
+        parser.error("--acks is required")
 
     from workmanager import WorkManager
 
@@ -70,7 +100,6 @@ def main() -> None:
         append(acks, {"event": "ack", "ids": ids, "jobs": jobs, "pid": pid, "ms": ms})
         i += size
     wm.close()
-    sys.exit(0)
 
 
 if __name__ == "__main__":

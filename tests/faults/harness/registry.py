@@ -65,16 +65,30 @@ class Scenario:
     fast_n: int
     soak_n: int
     backends: tuple[str, ...]
+    #: soak sizes that differ by backend (a case the plan sets on SQLite, repeated on PostgreSQL)
+    soak_n_by_backend: dict[str, int]
+    #: whether ``make soak`` runs it unless named (a long regression check beyond the plan's need)
+    in_soak: bool
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str, *, case: str, title: str, fast_n: int, soak_n: int, backends: tuple[str, ...] = ("sqlite",)
+    name: str,
+    *,
+    case: str,
+    title: str,
+    fast_n: int,
+    soak_n: int,
+    backends: tuple[str, ...] = ("sqlite",),
+    soak_n_by_backend: dict[str, int] | None = None,
+    in_soak: bool = True,
 ) -> Callable[[ScenarioFn], ScenarioFn]:
     def register(fn: ScenarioFn) -> ScenarioFn:
-        SCENARIOS[name] = Scenario(name, case, title, fn, fast_n, soak_n, backends)
+        SCENARIOS[name] = Scenario(
+            name, case, title, fn, fast_n, soak_n, backends, soak_n_by_backend or {}, in_soak
+        )
         return fn
 
     return register
@@ -89,7 +103,7 @@ def context(name: str, backend: str, tier: str, workdir: Path, *, n: int | None 
             seed: int | None = None) -> Iterator[Context]:  # fmt: skip
     sc = SCENARIOS[name]
     ctx = Context(
-        name, backend, tier, n or (sc.soak_n if tier == "soak" else sc.fast_n),
+        name, backend, tier, n or (sc.soak_n_by_backend.get(backend, sc.soak_n) if tier == "soak" else sc.fast_n),
         default_seed() if seed is None else seed, workdir,
     )  # fmt: skip
     try:

@@ -71,14 +71,22 @@ class Supervisor:
         self.procs.append(proc)
         return proc
 
-    def run_script(self, args: list[str], *, faults_spec: str | None = None, **env: str) -> Proc:
-        """Start ``python <args>`` (a harness script such as enqueuer.py) with the same environment."""
+    def run_script(
+        self, args: list[str], *, faults_spec: str | None = None, pipes: bool = False, **env: str
+    ) -> Proc:
+        """Start ``python <args>`` (a harness script such as enqueuer.py) with the same environment;
+        ``pipes``: its stdin and stdout are pipes to this process (text, line-buffered)."""
         child_env = self._child_env(faults_spec, env)
+        pipe = subprocess.PIPE if pipes else None
         proc = subprocess.Popen(
             [sys.executable, *args],
             env=child_env,
             cwd=HERE,
             start_new_session=True,
+            stdin=pipe,
+            stdout=pipe,
+            text=pipes,
+            bufsize=1 if pipes else -1,
             stderr=open(self.workdir / "scripts.log", "ab"),  # noqa: SIM115
         )
         self.procs.append(proc)
@@ -119,11 +127,14 @@ class Supervisor:
         every: tuple[float, float] = (0.5, 3.0),
         timeout: float = 600.0,
         restart: Callable[[], Proc] | None = None,
+        keep: int | None = None,
     ) -> int:
         """Until ``until()``: every ``every`` seconds (seeded) SIGKILL a random live worker and
-        start a replacement (and replace any that died by themselves). Returns the number of kills."""
+        start a replacement (and replace any that died by themselves), keeping ``keep`` workers
+        (default: as many as are alive at the start). Returns the number of kills."""
         restart = restart or self.start_worker
-        keep = len([p for p in self.alive() if p.args[-1] == self.app])
+        if keep is None:
+            keep = len([p for p in self.alive() if p.args[-1] == self.app])
         kills = 0
         deadline = time.monotonic() + timeout
         while not until():

@@ -9,6 +9,7 @@ touched. PostgreSQL refuses to run as root, so under root the server runs as the
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pwd
 import shutil
@@ -22,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from ..harness.storage_faults import small_tmpfs
 from ..harness.target import Target
 
 
@@ -49,20 +51,39 @@ def _bindir() -> Path:
 class ThrowawayCluster:
     """One server in a temporary folder: start, crash-restart, stop for a while, delete."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, data_tmpfs: str | None = None) -> None:
+        """``data_tmpfs``: put the data directory on a tmpfs of this size ("64m"; needs mount
+        permission, else MountUnavailable), the WAL (``initdb --waldir``) beside it on the
+        ordinary disk, so a full data directory fails writes without a PANIC on the WAL."""
         self.bindir = _bindir()
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="wm-pgcluster-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self._as: list[str] = []
+        owner: tuple[int, int] | None = None
         if os.geteuid() == 0:
             try:
                 user = pwd.getpwnam("postgres")
             except KeyError as exc:
                 raise Unavailable("running as root and there is no postgres user to run a server") from exc
-            os.chown(self.root, user.pw_uid, user.pw_gid)
+            owner = (user.pw_uid, user.pw_gid)
+            os.chown(self.root, *owner)
             self._as = ["runuser", "-u", "postgres", "--"]
+        self._initdb_args: list[str] = []
+        self._mount: contextlib.AbstractContextManager[Path] | None = None
+        if data_tmpfs is not None:
+            mount = small_tmpfs(self.data, data_tmpfs)
+            try:
+                mount.__enter__()
+            except BaseException:
+                shutil.rmtree(self.root, ignore_errors=True)
+                raise
+            self._mount = mount
+            if owner is not None:
+                os.chown(self.data, *owner)
+            os.chmod(self.data, 0o700)
+            self._initdb_args = [f"--waldir={self.root / 'wal'}"]
         # Given on every start: a plain ``pg_ctl start`` would use the default port.
         self._options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on "
@@ -85,7 +106,7 @@ class ThrowawayCluster:
         # --no-sync only for initdb's own files; the server itself runs with fsync on.
         self._run(
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--no-sync",
+            "-E", "UTF8", "--no-sync", *self._initdb_args,
         )  # fmt: skip
         self._pg_ctl("-o", self._options, "start")
         with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
@@ -130,6 +151,9 @@ class ThrowawayCluster:
             self._pg_ctl("stop", "-m", "immediate")
         except subprocess.SubprocessError:
             pass  # already stopped
+        if self._mount is not None:
+            self._mount.__exit__(None, None, None)
+            self._mount = None
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -164,6 +164,14 @@ def _already_exists(exc: psycopg.errors.UniqueViolation) -> Exception:
     )
 
 
+def _full(exc: psycopg.errors.DiskFull) -> errors.StorageFullError:
+    """The server's disk is full (SQLSTATE 53100): the transaction was rolled back."""
+    return errors.StorageFullError(
+        f"the PostgreSQL server's disk is full ({exc.diag.message_primary or exc}); "
+        "nothing of this transaction was written"
+    )
+
+
 def _info(row: tuple[Any, ...]) -> InfoRow:
     fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
     return InfoRow(*fields)
@@ -262,8 +270,10 @@ class PostgresTransaction:
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
         expedited_only: bool = False,
+        suspects: bool = True,
     ) -> list[ClaimedWork]:
         params = {
+            "suspects": suspects,
             "now": now,
             "limit": limit,
             "runner_id": runner_id,
@@ -292,6 +302,7 @@ class PostgresTransaction:
                 bool(r[15]),
                 frozenset(_tags(r[16])),
                 _tags(r[17]),
+                r[18],
             )
             for r in rows
         ]
@@ -710,11 +721,19 @@ class PostgresStorage(DashboardReads):
                         conn.execute(_ROLLBACK)
                     except psycopg.Error:
                         pass  # the pool discards a connection it cannot reset
+                if isinstance(exc, psycopg.Error) and not conn.closed:
+                    # A pipeline cut short by an error can leave psycopg sure of a prepared
+                    # statement the server skipped: every later use of this connection then
+                    # failed with "prepared statement _pg3_N does not exist" (seen after a full
+                    # disk). The pool replaces a closed connection; errors here are rare.
+                    conn.close()
                 if isinstance(exc, psycopg.errors.UniqueViolation):
                     # An insert's error arrives with the transaction's one round trip.
                     error = _already_exists(exc)
                     if error is not exc:
                         raise error from exc
+                if isinstance(exc, psycopg.errors.DiskFull):
+                    raise _full(exc) from exc
                 raise
 
     def work_insert_alone(self, rows: list[NewWork]) -> None:
@@ -731,6 +750,8 @@ class PostgresStorage(DashboardReads):
                 conn.execute(_Q["work_insert_alone"], params)
         except psycopg.errors.UniqueViolation as exc:
             raise _already_exists(exc) from exc
+        except psycopg.errors.DiskFull as exc:
+            raise _full(exc) from exc
 
     @contextmanager
     def transaction_on(self, connection: psycopg.Connection[Any]) -> Iterator[PostgresTransaction]:
@@ -792,8 +813,9 @@ class PostgresStorage(DashboardReads):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> int | None:
-        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids)
+        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids, suspects)
         return None if due is None else due[0]
 
     def work_next_due_and_expedited(
@@ -801,8 +823,13 @@ class PostgresStorage(DashboardReads):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> tuple[int, bool] | None:
-        params = {"names": names, **_constraint_params(constraints, constraints_met_ids)}
+        params = {
+            "names": names,
+            "suspects": suspects,
+            **_constraint_params(constraints, constraints_met_ids),
+        }
         rows = self._read("work_next_due", params)
         return (int(rows[0][0]), bool(rows[0][1])) if rows else None
 

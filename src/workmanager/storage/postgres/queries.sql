@@ -82,35 +82,45 @@ SELECT id, state FROM workspec WHERE id = ANY(%(ids)s::text[]) FOR SHARE;
 -- Claim up to %(limit)s runnable rows for %(runner_id)s in one statement. SKIP LOCKED: rows
 -- another worker is claiming right now are passed over, not waited for. %(names)s: runnable
 -- worker names, or NULL when this process can run any name. Constraint answers as in SQLite.
+-- Suspects: work whose process died running it before (orphan_count > 0) may have been what
+-- killed it. A claim takes at most one (the earliest due), and none when %(suspects)s is 0 (this
+-- process already runs one), so two suspects never share a process and an innocent job is
+-- not orphaned again and again beside a poison one. The rows are taken in the claim index's
+-- order as before, and the earliest suspect among the at most %(limit)s rows found is picked (looked for
+-- only when one is among them).
 UPDATE workspec AS w
 SET state = 1, run_attempt_count = w.run_attempt_count + 1, stop_reason = -256,
     runner_id = %(runner_id)s, run_token = %(run_token)s, started_at = %(now)s
 FROM (
-    SELECT id FROM workspec
-    WHERE state = 0 AND next_run_time <= %(now)s
-      AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
-      AND ((required_network_type = 0
-            OR (required_network_type = 1 AND %(net_connected)s)
-            OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
-            OR (required_network_type = 3 AND %(net_not_roaming)s)
-            OR (required_network_type = 4 AND %(net_metered)s))
-           AND (requires_charging = 0 OR %(charging)s)
-           AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
-           AND (requires_device_idle = 0 OR %(device_idle)s)
-           AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
-           AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
-                SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
-                WHERE c.name <> ALL(%(custom_met)s::text[])))
-           OR id = ANY(%(constraints_met_ids)s::text[]))
-    ORDER BY next_run_time
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED) AS claimable
+    WITH ready AS MATERIALIZED (
+        SELECT id, orphan_count, next_run_time FROM workspec
+        WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND next_run_time <= %(now)s
+          AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+          AND ((required_network_type = 0
+                OR (required_network_type = 1 AND %(net_connected)s)
+                OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
+                OR (required_network_type = 3 AND %(net_not_roaming)s)
+                OR (required_network_type = 4 AND %(net_metered)s))
+               AND (requires_charging = 0 OR %(charging)s)
+               AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
+               AND (requires_device_idle = 0 OR %(device_idle)s)
+               AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+               AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
+                    WHERE c.name <> ALL(%(custom_met)s::text[])))
+               OR id = ANY(%(constraints_met_ids)s::text[]))
+        ORDER BY next_run_time
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    SELECT id FROM ready
+    WHERE orphan_count = 0
+       OR id = (SELECT id FROM ready WHERE orphan_count > 0 ORDER BY next_run_time LIMIT 1)) AS claimable
 WHERE w.id = claimable.id
 RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.generation, w.interval_ms,
     w.run_token, w.tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
-    w.requires_storage_not_low, w.expedited, w.custom_constraints, w.triggered_paths;
+    w.requires_storage_not_low, w.expedited, w.custom_constraints, w.triggered_paths, w.orphan_count;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -119,31 +129,35 @@ UPDATE workspec AS w
 SET state = 1, run_attempt_count = w.run_attempt_count + 1, stop_reason = -256,
     runner_id = %(runner_id)s, run_token = %(run_token)s, started_at = %(now)s
 FROM (
-    SELECT id FROM workspec
-    WHERE state = 0 AND expedited = 1 AND next_run_time <= %(now)s
-      AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
-      AND ((required_network_type = 0
-            OR (required_network_type = 1 AND %(net_connected)s)
-            OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
-            OR (required_network_type = 3 AND %(net_not_roaming)s)
-            OR (required_network_type = 4 AND %(net_metered)s))
-           AND (requires_charging = 0 OR %(charging)s)
-           AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
-           AND (requires_device_idle = 0 OR %(device_idle)s)
-           AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
-           AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
-                SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
-                WHERE c.name <> ALL(%(custom_met)s::text[])))
-           OR id = ANY(%(constraints_met_ids)s::text[]))
-    ORDER BY next_run_time
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED) AS claimable
+    WITH ready AS MATERIALIZED (
+        SELECT id, orphan_count, next_run_time FROM workspec
+        WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND expedited = 1 AND next_run_time <= %(now)s
+          AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+          AND ((required_network_type = 0
+                OR (required_network_type = 1 AND %(net_connected)s)
+                OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
+                OR (required_network_type = 3 AND %(net_not_roaming)s)
+                OR (required_network_type = 4 AND %(net_metered)s))
+               AND (requires_charging = 0 OR %(charging)s)
+               AND (requires_battery_not_low = 0 OR %(battery_not_low)s)
+               AND (requires_device_idle = 0 OR %(device_idle)s)
+               AND (requires_storage_not_low = 0 OR %(storage_not_low)s)
+               AND (custom_constraints IS NULL OR %(custom_met)s::text[] IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM jsonb_array_elements_text(custom_constraints::jsonb) AS c(name)
+                    WHERE c.name <> ALL(%(custom_met)s::text[])))
+               OR id = ANY(%(constraints_met_ids)s::text[]))
+        ORDER BY next_run_time
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    SELECT id FROM ready
+    WHERE orphan_count = 0
+       OR id = (SELECT id FROM ready WHERE orphan_count > 0 ORDER BY next_run_time LIMIT 1)) AS claimable
 WHERE w.id = claimable.id
 RETURNING w.id, w.worker_name, w.input, w.input_merger, w.run_attempt_count, w.generation, w.interval_ms,
     w.run_token, w.tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = w.id) AS has_prerequisites,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
-    w.requires_storage_not_low, w.expedited, w.custom_constraints, w.triggered_paths;
+    w.requires_storage_not_low, w.expedited, w.custom_constraints, w.triggered_paths, w.orphan_count;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due.
@@ -152,7 +166,7 @@ SELECT next_run_time,
     -- skips the expedited claim.
     EXISTS (SELECT 1 FROM workspec WHERE state = 0 AND expedited = 1) AS expedited_waiting
 FROM workspec
-WHERE state = 0 AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
       AND ((required_network_type = 0
             OR (required_network_type = 1 AND %(net_connected)s)
             OR (required_network_type IN (2, 5) AND %(net_unmetered)s)

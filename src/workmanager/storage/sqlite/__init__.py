@@ -178,8 +178,10 @@ class SqliteTransaction:
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
         expedited_only: bool = False,
+        suspects: bool = True,
     ) -> list[ClaimedWork]:
         params = {
+            "suspects": suspects,
             "now": now,
             "limit": limit,
             "runner_id": runner_id,
@@ -206,6 +208,7 @@ class SqliteTransaction:
                 bool(r[15]),
                 frozenset(_tags(r[16])),
                 _tags(r[17]),
+                r[18],
             )
             for r in rows
         ]
@@ -739,8 +742,9 @@ class SqliteStorage(DashboardReads):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> int | None:
-        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids)
+        due = self.work_next_due_and_expedited(names, constraints, constraints_met_ids, suspects)
         return None if due is None else due[0]
 
     def work_next_due_and_expedited(
@@ -748,9 +752,11 @@ class SqliteStorage(DashboardReads):
         names: list[str] | None,
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
     ) -> tuple[int, bool] | None:
         params = {
             "names": None if names is None else json.dumps(names),
+            "suspects": suspects,
             **_constraint_params(constraints, constraints_met_ids),
         }
         rows = self._read("work_next_due", params)

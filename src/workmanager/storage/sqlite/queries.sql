@@ -30,33 +30,43 @@ SELECT id, state FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
 -- worker names, or NULL when this process can run any name. The constraint trackers'
 -- answers come in as parameters (engine/constraints.py); :constraints_met_ids lists work
 -- whose constraints the test driver declared met. work_next_due filters the same way.
+-- Suspects: work whose process died running it before (orphan_count > 0) may have been what
+-- killed it. A claim takes at most one (the earliest due), and none when :suspects is 0 (this
+-- process already runs one), so two suspects never share a process and an innocent job is
+-- not orphaned again and again beside a poison one. The rows are taken in the claim index's
+-- order as before, and the earliest suspect among the at most :limit rows found is picked (looked for
+-- only when one is among them).
 UPDATE workspec
 SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
     runner_id = :runner_id, run_token = :run_token, started_at = :now
 WHERE id IN (
-    SELECT id FROM workspec
-    WHERE state = 0 AND next_run_time <= :now
-      AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
-      AND ((required_network_type = 0
-            OR (required_network_type = 1 AND :net_connected)
-            OR (required_network_type IN (2, 5) AND :net_unmetered)
-            OR (required_network_type = 3 AND :net_not_roaming)
-            OR (required_network_type = 4 AND :net_metered))
-           AND (requires_charging = 0 OR :charging)
-           AND (requires_battery_not_low = 0 OR :battery_not_low)
-           AND (requires_device_idle = 0 OR :device_idle)
-           AND (requires_storage_not_low = 0 OR :storage_not_low)
-           AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
-                SELECT 1 FROM json_each(custom_constraints) AS c
-                WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
-           OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
-    ORDER BY state, next_run_time
-    LIMIT :limit)
+    WITH ready AS MATERIALIZED (
+        SELECT id, orphan_count, next_run_time FROM workspec
+        WHERE state = 0 AND (orphan_count = 0 OR :suspects) AND next_run_time <= :now
+          AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+          AND ((required_network_type = 0
+                OR (required_network_type = 1 AND :net_connected)
+                OR (required_network_type IN (2, 5) AND :net_unmetered)
+                OR (required_network_type = 3 AND :net_not_roaming)
+                OR (required_network_type = 4 AND :net_metered))
+               AND (requires_charging = 0 OR :charging)
+               AND (requires_battery_not_low = 0 OR :battery_not_low)
+               AND (requires_device_idle = 0 OR :device_idle)
+               AND (requires_storage_not_low = 0 OR :storage_not_low)
+               AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM json_each(custom_constraints) AS c
+                    WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
+               OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
+        ORDER BY state, next_run_time
+        LIMIT :limit)
+    SELECT id FROM ready
+    WHERE orphan_count = 0
+       OR id = (SELECT id FROM ready WHERE orphan_count > 0 ORDER BY next_run_time LIMIT 1))
 RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited, custom_constraints, triggered_paths;
+    requires_storage_not_low, expedited, custom_constraints, triggered_paths, orphan_count;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -65,29 +75,33 @@ UPDATE workspec
 SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
     runner_id = :runner_id, run_token = :run_token, started_at = :now
 WHERE id IN (
-    SELECT id FROM workspec INDEXED BY workspec_expedited_due
-    WHERE state = 0 AND expedited = 1 AND next_run_time <= :now
-      AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
-      AND ((required_network_type = 0
-            OR (required_network_type = 1 AND :net_connected)
-            OR (required_network_type IN (2, 5) AND :net_unmetered)
-            OR (required_network_type = 3 AND :net_not_roaming)
-            OR (required_network_type = 4 AND :net_metered))
-           AND (requires_charging = 0 OR :charging)
-           AND (requires_battery_not_low = 0 OR :battery_not_low)
-           AND (requires_device_idle = 0 OR :device_idle)
-           AND (requires_storage_not_low = 0 OR :storage_not_low)
-           AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
-                SELECT 1 FROM json_each(custom_constraints) AS c
-                WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
-           OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
-    ORDER BY next_run_time
-    LIMIT :limit)
+    WITH ready AS MATERIALIZED (
+        SELECT id, orphan_count, next_run_time FROM workspec INDEXED BY workspec_expedited_due
+        WHERE state = 0 AND (orphan_count = 0 OR :suspects) AND expedited = 1 AND next_run_time <= :now
+          AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+          AND ((required_network_type = 0
+                OR (required_network_type = 1 AND :net_connected)
+                OR (required_network_type IN (2, 5) AND :net_unmetered)
+                OR (required_network_type = 3 AND :net_not_roaming)
+                OR (required_network_type = 4 AND :net_metered))
+               AND (requires_charging = 0 OR :charging)
+               AND (requires_battery_not_low = 0 OR :battery_not_low)
+               AND (requires_device_idle = 0 OR :device_idle)
+               AND (requires_storage_not_low = 0 OR :storage_not_low)
+               AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM json_each(custom_constraints) AS c
+                    WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
+               OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
+        ORDER BY next_run_time
+        LIMIT :limit)
+    SELECT id FROM ready
+    WHERE orphan_count = 0
+       OR id = (SELECT id FROM ready WHERE orphan_count > 0 ORDER BY next_run_time LIMIT 1))
 RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
     tags,
     EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
     required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited, custom_constraints, triggered_paths;
+    requires_storage_not_low, expedited, custom_constraints, triggered_paths, orphan_count;
 
 -- name: work_next_due
 -- When the earliest waiting work (this process can run) becomes due. Walks the claim index
@@ -99,7 +113,7 @@ SELECT next_run_time,
     EXISTS (SELECT 1 FROM workspec INDEXED BY workspec_expedited_due WHERE state = 0 AND expedited = 1)
         AS expedited_waiting
 FROM workspec
-WHERE state = 0 AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+WHERE state = 0 AND (orphan_count = 0 OR :suspects) AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
       AND ((required_network_type = 0
             OR (required_network_type = 1 AND :net_connected)
             OR (required_network_type IN (2, 5) AND :net_unmetered)
