@@ -21,7 +21,7 @@ from workmanager import OneTimeWorkRequest, PeriodicWorkRequest, WorkInfo, fault
 from .harness import registry
 from .harness.app import Mark
 from .harness.checker import Report, check, periods_doubled
-from .harness.drive import drain, enqueue_jobs, manager, unfinished
+from .harness.drive import drain, enqueue_jobs, manager, recover, unfinished
 from .harness.ledger import read_lines
 from .harness.registry import Context, scenario
 
@@ -107,7 +107,7 @@ def periodic_point(ctx: Context, point: str) -> Report:
     run_for = 30.0 if ctx.soak else 8.0
     deadline = time.monotonic() + run_for
     sup.keep_alive(2, lambda: time.monotonic() > deadline, faults_spec=kill_spec(point, ctx))
-    sup.stop_all()
+    recover(ctx, sup)
     report = check(ctx.target, sup.ledger, jobs=items, expect=S.ENQUEUED, reruns_ok=items.values())
     doubled = periods_doubled(sup.ledger, items.values(), interval_s=1.0, fault_log=sup.faults_logged())
     report.figures["periods_doubled"] = len(doubled)

@@ -54,3 +54,30 @@ def drain(ctx: Context, sup: Supervisor, *, timeout: float = 300.0, **env: str) 
     sup.start_worker(**env)
     wait_until(lambda: unfinished(ctx) == 0, timeout, "the drain", ctx.seed)
     sup.stop_all()
+
+
+def recover(ctx: Context, sup: Supervisor, *, timeout: float = 60.0) -> None:
+    """Faults stopped: stop every worker, then let one clean worker take back what dead ones
+    left RUNNING (a worker does so as it starts) and stop it too, releasing its own runs.
+
+    Without this, a kill in the last moment before the scenario stops its workers leaves the
+    victim's run RUNNING: nobody was left to notice the death (what a deployment's next
+    worker start does, this does)."""
+    sup.stop_all()
+    clean = sup.start_worker()
+    wait_until(
+        lambda: (
+            int(
+                ctx.target.sql(
+                    "SELECT count(*) FROM workspec WHERE state = 1 AND runner_id NOT IN "
+                    "(SELECT id FROM runner WHERE pid = ?)",
+                    (clean.pid,),
+                )[0][0]
+            )
+            == 0
+        ),
+        timeout,
+        "a clean worker to take back the dead workers' runs",
+        ctx.seed,
+    )
+    sup.stop_all()
