@@ -8,6 +8,8 @@ expects, returning False when the race was lost.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -106,6 +108,29 @@ class NewWork(NamedTuple):
     tags: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     prerequisites: tuple[str, ...] = ()
+
+
+#: NewWork's leading fields that are the INSERT's parameters (all but tags, names, prerequisites).
+_INSERT_FIELDS = len(NewWork._fields) - 3
+
+
+def insert_params(row: NewWork) -> tuple[Any, ...]:
+    """The work INSERT's parameters for ``row``, in both backends' column order: its leading
+    fields, then the tags as JSON."""
+    return (*row[:_INSERT_FIELDS], tags_to_json(row.tags))
+
+
+@functools.lru_cache(maxsize=1024)
+def tags_to_json(tags: tuple[str, ...]) -> str:
+    """A tag tuple as the JSON list the tags column holds (the same few sets recur: each is
+    encoded once)."""
+    return json.dumps(tags)
+
+
+@functools.lru_cache(maxsize=1024)
+def tags_from_json(text: str | None) -> tuple[str, ...]:
+    """A JSON list column as a tuple; cached, as a worker's runs mostly share their tags."""
+    return tuple(json.loads(text)) if text else ()
 
 
 @dataclass(frozen=True)

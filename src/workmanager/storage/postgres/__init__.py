@@ -15,7 +15,6 @@ open a new database at once.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -43,6 +42,9 @@ from workmanager.storage.base import (
     ScheduleFields,
     TriggerWait,
     UpdateTarget,
+    insert_params,
+    tags_from_json,
+    tags_to_json,
 )
 
 try:
@@ -101,8 +103,6 @@ _ALL_MET = {
     "storage_not_low": True,
 }
 
-_INSERT_FIELDS = len(NewWork._fields) - 3  # all but tags, names and prerequisites
-
 
 def parse_url(url: str) -> tuple[str, str]:
     """(libpq connection URL without ``schema``, schema name)."""
@@ -126,21 +126,6 @@ def _redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-@functools.lru_cache(maxsize=1024)
-def _tags(text: str | None) -> tuple[str, ...]:
-    """A JSON list column as a tuple; cached, as a worker's runs mostly share their tags."""
-    return tuple(json.loads(text)) if text else ()
-
-
-@functools.lru_cache(maxsize=1024)
-def _tags_json(tags: tuple[str, ...]) -> str:
-    return json.dumps(tags)
-
-
-def _insert_params(row: NewWork) -> tuple[Any, ...]:
-    return (*row[:_INSERT_FIELDS], _tags_json(row.tags))
 
 
 def _constraint_params(constraints: dict[str, Any] | None, met_ids: list[str] | None) -> dict[str, Any]:
@@ -173,7 +158,7 @@ def _full(exc: psycopg.errors.DiskFull) -> errors.StorageFullError:
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
-    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
+    fields: tuple[Any, ...] = (*row[:16], tags_from_json(row[16]), row[17], tags_from_json(row[18]))
     return InfoRow(*fields)
 
 
@@ -237,14 +222,14 @@ class PostgresTransaction:
         try:
             with conn.cursor() as cur:
                 if len(rows) == 1:
-                    cur.execute(_Q["work_insert"], _insert_params(rows[0]))
+                    cur.execute(_Q["work_insert"], insert_params(rows[0]))
                     tags = [(t, rows[0].id) for t in rows[0].tags]
                     if len(tags) == 1:
                         cur.execute(_Q["worktag_insert"], tags[0])
                     elif tags:
                         cur.executemany(_Q["worktag_insert"], tags)
                 else:  # the rows and their tags, from one JSON document
-                    batch = json.dumps([_insert_params(r) for r in rows])
+                    batch = json.dumps([insert_params(r) for r in rows])
                     cur.execute(_Q["work_insert_many"], {"rows": batch})
                 names = [{"name": n, "work_id": r.id} for r in rows for n in r.names]
                 if names:
@@ -296,12 +281,12 @@ class PostgresTransaction:
                 r[5],
                 r[6],
                 r[7],
-                _tags(r[8]),
+                tags_from_json(r[8]),
                 bool(r[9]),
                 tuple(r[10:15]),
                 bool(r[15]),
-                frozenset(_tags(r[16])),
-                _tags(r[17]),
+                frozenset(tags_from_json(r[16])),
+                tags_from_json(r[17]),
                 r[18],
             )
             for r in rows
@@ -474,7 +459,10 @@ class PostgresTransaction:
         self._exec("preference_set", {"key": key, "value": value})
 
     def work_trigger_waiting(self) -> list[TriggerWait]:
-        return [TriggerWait(r[0], _tags(r[1]), _tags(r[2])) for r in self._exec("work_trigger_waiting")]
+        return [
+            TriggerWait(r[0], tags_from_json(r[1]), tags_from_json(r[2]))
+            for r in self._exec("work_trigger_waiting")
+        ]
 
     def work_trigger_fire(self, work_id: str, now: int, triggered_paths: str) -> bool:
         params = {"id": work_id, "now": now, "triggered_paths": triggered_paths}
@@ -511,7 +499,7 @@ class PostgresTransaction:
         if r is None:
             return None
         fields = ScheduleFields(r[3], r[4], r[5], BackoffPolicy(r[6]), *r[7:12])
-        return UpdateTarget(r[0], r[1], _tags(r[2]), fields, r[12])
+        return UpdateTarget(r[0], r[1], tags_from_json(r[2]), fields, r[12])
 
     def work_update_if_unchanged(
         self,
@@ -535,7 +523,7 @@ class PostgresTransaction:
         params |= {
             "id": work_id,
             "minimum_retention_ms": row.minimum_retention_ms,
-            "tags": _tags_json(row.tags),
+            "tags": tags_to_json(row.tags),
             "next_run_time": next_run_time,
             "state": state,
             "generation": generation,
@@ -744,7 +732,7 @@ class PostgresStorage(DashboardReads):
                 tx.work_insert(rows)
             return
         row = rows[0]
-        params = (*_insert_params(row), list(row.tags), self.channel, f"{self._token}:{_WORK}")
+        params = (*insert_params(row), list(row.tags), self.channel, f"{self._token}:{_WORK}")
         try:
             with self._pool.connection() as conn:
                 conn.execute(_Q["work_insert_alone"], params)
@@ -847,7 +835,10 @@ class PostgresStorage(DashboardReads):
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
     def work_trigger_waiting(self) -> list[TriggerWait]:
-        return [TriggerWait(r[0], _tags(r[1]), _tags(r[2])) for r in self._read("work_trigger_waiting")]
+        return [
+            TriggerWait(r[0], tags_from_json(r[1]), tags_from_json(r[2]))
+            for r in self._read("work_trigger_waiting")
+        ]
 
     def work_waiting_worker_names(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self._read("work_waiting_worker_names")}

@@ -8,7 +8,6 @@ reaches a user. Durability is set and verified at open: WAL + synchronous=FULL.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -35,6 +34,9 @@ from workmanager.storage.base import (
     ScheduleFields,
     TriggerWait,
     UpdateTarget,
+    insert_params,
+    tags_from_json,
+    tags_to_json,
 )
 
 __all__ = ["APPLICATION_ID", "SqliteStorage"]
@@ -55,20 +57,6 @@ _BUSY_GIVE_UP_S = 120.0
 T = TypeVar("T")
 
 
-@functools.lru_cache(maxsize=1024)
-def _tags(text: str | None) -> tuple[str, ...]:
-    """A JSON list column as a tuple; cached, as a worker's runs mostly share their tags."""
-    return tuple(json.loads(text)) if text else ()
-
-
-_INSERT_FIELDS = len(NewWork._fields) - 3  # all but tags, names and prerequisites
-
-
-@functools.lru_cache(maxsize=1024)
-def _tags_json(tags: tuple[str, ...]) -> str:
-    return json.dumps(tags)  # the same few tag sets recur: encode each once
-
-
 _ALL_MET = {
     "net_connected": 1,
     "net_unmetered": 1,
@@ -87,10 +75,6 @@ def _constraint_params(constraints: dict[str, Any] | None, met_ids: list[str] | 
         return {**_ALL_MET, "custom_met": None, "constraints_met_ids": met_ids_json}
     custom = json.dumps(sorted(constraints.get("custom_met", ())))
     return {**constraints, "custom_met": custom, "constraints_met_ids": met_ids_json}
-
-
-def _insert_params(row: NewWork) -> tuple[Any, ...]:
-    return (*row[:_INSERT_FIELDS], _tags_json(row.tags))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -144,9 +128,9 @@ class SqliteTransaction:
         conn = self._conn
         try:
             if len(rows) == 1:
-                conn.execute(_Q["work_insert"], _insert_params(rows[0]))
+                conn.execute(_Q["work_insert"], insert_params(rows[0]))
             else:
-                conn.executemany(_Q["work_insert"], map(_insert_params, rows))
+                conn.executemany(_Q["work_insert"], map(insert_params, rows))
         except sqlite3.IntegrityError as exc:
             existing = sorted(self.work_states_by_ids([r.id for r in rows]))
             raise errors.WorkAlreadyExistsError(
@@ -202,12 +186,12 @@ class SqliteTransaction:
                 r[5],
                 r[6],
                 r[7],
-                _tags(r[8]),
+                tags_from_json(r[8]),
                 bool(r[9]),
                 tuple(r[10:15]),
                 bool(r[15]),
-                frozenset(_tags(r[16])),
-                _tags(r[17]),
+                frozenset(tags_from_json(r[16])),
+                tags_from_json(r[17]),
                 r[18],
             )
             for r in rows
@@ -358,7 +342,7 @@ class SqliteTransaction:
 
     def work_trigger_waiting(self) -> list[TriggerWait]:
         return [
-            TriggerWait(r[0], _tags(r[1]), _tags(r[2]))
+            TriggerWait(r[0], tags_from_json(r[1]), tags_from_json(r[2]))
             for r in self._conn.execute(_Q["work_trigger_waiting"])
         ]
 
@@ -394,7 +378,7 @@ class SqliteTransaction:
         if r is None:
             return None
         fields = ScheduleFields(r[3], r[4], r[5], BackoffPolicy(r[6]), *r[7:12])
-        return UpdateTarget(r[0], r[1], _tags(r[2]), fields, r[12])
+        return UpdateTarget(r[0], r[1], tags_from_json(r[2]), fields, r[12])
 
     def work_update_if_unchanged(
         self,
@@ -418,7 +402,7 @@ class SqliteTransaction:
         params |= {
             "id": work_id,
             "minimum_retention_ms": row.minimum_retention_ms,
-            "tags": _tags_json(row.tags),
+            "tags": tags_to_json(row.tags),
             "next_run_time": next_run_time,
             "state": state,
             "generation": generation,
@@ -432,7 +416,7 @@ class SqliteTransaction:
 
 
 def _info(row: tuple[Any, ...]) -> InfoRow:
-    fields: tuple[Any, ...] = (*row[:16], _tags(row[16]), row[17], _tags(row[18]))
+    fields: tuple[Any, ...] = (*row[:16], tags_from_json(row[16]), row[17], tags_from_json(row[18]))
     return InfoRow(*fields)
 
 
@@ -779,7 +763,10 @@ class SqliteStorage(DashboardReads):
         return dict(self._read("work_waiting_worker_names"))
 
     def work_trigger_waiting(self) -> list[TriggerWait]:
-        return [TriggerWait(r[0], _tags(r[1]), _tags(r[2])) for r in self._read("work_trigger_waiting")]
+        return [
+            TriggerWait(r[0], tags_from_json(r[1]), tags_from_json(r[2]))
+            for r in self._read("work_trigger_waiting")
+        ]
 
     def work_list(
         self,
