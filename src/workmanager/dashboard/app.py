@@ -121,7 +121,11 @@ class Filters:
         self.before: str | None = None
         if values.get("before"):
             if _CURSOR.fullmatch(values["before"]) is None:
-                raise HTTPException(400, f"before: {values['before']!r} is not a cursor (a work id)")
+                raise HTTPException(
+                    400,
+                    f"before: {values['before']!r} is not a cursor (a work id, as the 'older' link "
+                    "gives); leave it out to start from the newest work",
+                )
             self.before = values["before"]
 
     def query(self, **changes: Any) -> str:
