@@ -24,6 +24,37 @@ _COUNTER_MAX = 0xFFF
 #: Where the stamp comes from (tests replace it).
 _now_ns = time.time_ns
 
+#: Random bytes from the OS, drawn a block at a time: one getrandom() call per id was a
+#: syscall on every enqueue (two, with the notify file's token).
+_POOL_SIZE = 4096
+_pool = b""
+_pool_at = 0
+
+
+def _forget_pool() -> None:
+    """A forked child must not hand out the bytes its parent hands out too (same ids)."""
+    global _pool, _pool_at
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` (at most 64) bytes from the OS's CSPRNG, as ``os.urandom`` but buffered."""
+    with _lock:
+        return _take_random(n)
+
+
+def _take_random(n: int) -> bytes:
+    # _lock held
+    global _pool, _pool_at
+    if _pool_at + n > len(_pool):
+        _pool, _pool_at = os.urandom(_POOL_SIZE), 0
+    chunk = _pool[_pool_at : _pool_at + n]
+    _pool_at += n
+    return chunk
+
 
 def uuid7() -> uuid.UUID:
     """A new UUIDv7; each call in this process returns a larger one than the last."""
@@ -39,9 +70,18 @@ def uuid7() -> uuid.UUID:
         else:
             _last_ms, _counter = _last_ms + 1, 0
         stamp, counter = _last_ms, _counter
-    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+        rand_b = int.from_bytes(_take_random(8)) & 0x3FFF_FFFF_FFFF_FFFF
     value = (stamp & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    return uuid.UUID(int=value)
+    return _uuid_of(value)
+
+
+def _uuid_of(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to be a valid 128-bit UUID, without the
+    constructor's argument parsing and checks (a third of an id's cost, on every request)."""
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
 
 
 def timestamp_ms(work_id: uuid.UUID) -> int | None:

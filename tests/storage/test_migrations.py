@@ -64,3 +64,19 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(tmp_path, monkey
         WorkManager(path)
 
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == current
+
+
+def test_a_file_from_before_the_tags_trigger_files_new_work_under_its_tags(tmp_path, monkeypatch):
+    path = tmp_path / "w.db"
+    monkeypatch.setattr(sqlite_backend, "_MIGRATIONS", [m for m in sqlite_backend._MIGRATIONS if m[0] < 3])
+    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 2)
+    WorkManager(path, workers=[Noop]).close()
+    monkeypatch.undo()
+
+    upgraded = WorkManager(path, workers=[Noop])
+    request = OneTimeWorkRequest(Noop, tags={"shared"})
+    upgraded.enqueue(request)
+
+    assert [i.id for i in upgraded.get_work_infos_by_tag("shared")] == [request.id]
+    assert [i.id for i in upgraded.get_work_infos_by_tag("noop")] == [request.id]
+    upgraded.close()

@@ -82,6 +82,40 @@ def test_durability_normal_opens_with_synchronous_normal(tmp_path):
         storage.close()
 
 
+def test_a_new_file_is_made_with_2_kib_pages(tmp_path):
+    path = tmp_path / "w.db"
+    make_workmanager_file(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 2048
+
+
+def test_an_existing_file_keeps_its_page_size(tmp_path):
+    path = tmp_path / "w.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("VACUUM")  # writes the header: the page size is now the file's
+    make_workmanager_file(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+
+
+@pytest.mark.parametrize("page_size", [2048, 4096])
+def test_checkpoints_come_before_the_wal_outgrows_its_size_limit(tmp_path, page_size):
+    from workmanager.storage.sqlite import WAL_SIZE_LIMIT
+
+    path = tmp_path / "w.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA page_size={page_size}")
+        conn.execute("VACUUM")
+    storage = open_storage(str(path), Configuration())
+    try:
+        pages = storage.pragma("wal_autocheckpoint")
+        assert pages >= 1000  # never more often than SQLite's default
+        assert pages * page_size <= max(WAL_SIZE_LIMIT, 1000 * page_size)
+    finally:
+        storage.close()
+
+
 def test_foreign_keys_are_enforced(tmp_path):
     storage = open_storage(str(tmp_path / "w.db"), Configuration())
     try:
@@ -305,3 +339,42 @@ def test_a_write_waits_for_another_process_holding_the_write_lock(tmp_path: Path
         other.close()
     assert storage.preference_get("k") == 1
     storage.close()
+
+
+# -- the plain insert ---------------------------------------------------------------------------
+
+
+def test_the_plain_insert_stores_the_same_row_as_the_full_one(tmp_path):
+    from workmanager.engine import records
+    from workmanager.storage.base import insert_params, plain_insert_params
+    from workmanager.storage.sqlite import _Q
+
+    wm = WorkManager(tmp_path / "w.db", workers=[SuccessWorker])
+    conn = wm._storage._conn
+    rows = [
+        records.new_work(request, now=1_000, config=wm.configuration)
+        for request in (OneTimeWorkRequest(SuccessWorker, input_data={"i": 1}, tags={"x"}), delayed())
+    ]
+    for row in rows:
+        plain = plain_insert_params(row)
+        assert plain is not None
+        conn.execute(_Q["work_insert"], insert_params(row._replace(id=row.id + "-full")))
+        conn.execute(_Q["work_insert_plain"], plain)
+        full, short = (
+            conn.execute("SELECT * FROM workspec WHERE id = ?", (i,)).fetchone()
+            for i in (row.id + "-full", row.id)
+        )
+        assert full[1:] == short[1:]
+    wm.close()
+
+
+def test_a_row_with_constraints_is_not_plain():
+    from workmanager import Constraints
+    from workmanager.engine import records
+    from workmanager.storage.base import plain_insert_params
+
+    config = Configuration()
+    charging = OneTimeWorkRequest(SuccessWorker, constraints=Constraints(requires_charging=True))
+    triggered = OneTimeWorkRequest(SuccessWorker, constraints=Constraints(trigger_paths=("/tmp",)))
+    for request in (charging, triggered):
+        assert plain_insert_params(records.new_work(request, now=1, config=config)) is None

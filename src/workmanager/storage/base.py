@@ -120,6 +120,24 @@ def insert_params(row: NewWork) -> tuple[Any, ...]:
     return (*row[:_INSERT_FIELDS], tags_to_json(row.tags))
 
 
+#: A plain row's values of NewWork[6:13] (interval, flex, the five constraint columns) and
+#: NewWork[22:27] (finished_at, cron, its time zone, custom constraints, trigger paths):
+#: each column's default.
+_PLAIN_SCHEDULE = (0, 0, 0, 0, 0, 0, 0)
+_PLAIN_EXTRAS = (None, None, None, None, None)
+
+
+def plain_insert_params(row: NewWork) -> tuple[Any, ...] | None:
+    """The parameters of the ``work_insert_plain`` statement, for a row whose other columns
+    hold their defaults (one-time work without constraints or triggers, not born finished:
+    most rows), else None. Fewer values to bind, and no None among them: Python's sqlite3
+    looks up an adapter for every None it binds (two failed attribute lookups), which was a
+    tenth of an enqueue's instructions."""
+    if row[6:13] != _PLAIN_SCHEDULE or row[22:27] != _PLAIN_EXTRAS:
+        return None
+    return (*row[:6], *row[13:22], row[27], row[28], tags_to_json(row.tags))
+
+
 @functools.lru_cache(maxsize=1024)
 def tags_to_json(tags: tuple[str, ...]) -> str:
     """A tag tuple as the JSON list the tags column holds (the same few sets recur: each is

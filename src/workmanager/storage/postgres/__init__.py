@@ -43,6 +43,7 @@ from workmanager.storage.base import (
     TriggerWait,
     UpdateTarget,
     insert_params,
+    plain_insert_params,
     tags_from_json,
     tags_to_json,
 )
@@ -222,7 +223,11 @@ class PostgresTransaction:
         try:
             with conn.cursor() as cur:
                 if len(rows) == 1:
-                    cur.execute(_Q["work_insert"], insert_params(rows[0]))
+                    plain = plain_insert_params(rows[0])
+                    if plain is None:
+                        cur.execute(_Q["work_insert"], insert_params(rows[0]))
+                    else:
+                        cur.execute(_Q["work_insert_plain"], plain)
                     tags = [(t, rows[0].id) for t in rows[0].tags]
                     if len(tags) == 1:
                         cur.execute(_Q["worktag_insert"], tags[0])

@@ -19,6 +19,14 @@ INSERT INTO workspec (
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
     %s, %s, %s, %s, %s);
 
+-- name: work_insert_plain
+-- work_insert for a row whose other columns hold their defaults (storage.base.plain_insert_params).
+INSERT INTO workspec (
+    id, worker_name, state, input, input_merger, initial_delay_ms, backoff_policy, backoff_delay_ms,
+    last_enqueue_time, next_run_time, minimum_retention_ms, expedited, out_of_quota_policy, stop_reason,
+    created_at, trigger_update_delay_ms, trigger_max_delay_ms, tags)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+
 -- name: work_insert_alone
 -- work_insert of one row with its tags, committed on its own (an autocommit statement): the
 -- common enqueue in one statement and one round trip. Parameters as work_insert's, then the
