@@ -151,7 +151,8 @@ class WorkManager:
         return None if known is None else list(known)
 
     def _check_worker(self, request: WorkRequest) -> None:
-        unknown = request.constraints.custom - self._engine.trackers.state.custom_known
+        custom = request.constraints.custom
+        unknown = custom - self._engine.trackers.state.custom_known if custom else custom
         if unknown and not self._inline:  # the test manager leaves them unmet until declared met
             raise ValueError(
                 f"constraints.custom: no constraint tracker answers for {sorted(unknown)}; register one in "
@@ -180,7 +181,12 @@ class WorkManager:
         ``connection``: (PostgreSQL) the application's own open psycopg connection; the work is
         written inside its current transaction, so it exists if and only if that commits.
         """
-        batch = [requests] if isinstance(requests, WorkRequest) else list(requests)
+        if isinstance(requests, WorkRequest):  # one request: no list to check for repeats
+            self._check_worker(requests)
+            row = records.new_work(requests, now=self._clock.now_ms(), config=self.configuration)
+            self._insert([row], connection)
+            return
+        batch = list(requests)
         if not batch:
             raise ValueError("enqueue needs at least one request, got an empty list")
         seen: set[uuid.UUID] = set()
@@ -192,7 +198,8 @@ class WorkManager:
             seen.add(request.id)
             self._check_worker(request)
         now = self._clock.now_ms()
-        rows = [records.new_work(r, now=now, config=self.configuration) for r in batch]
+        config = self.configuration
+        rows = [records.new_work(r, now=now, config=config) for r in batch]
         self._insert(rows, connection)
 
     def _drop_out_of_quota(self, tx: Transaction, rows: list[NewWork]) -> list[NewWork]:
@@ -663,4 +670,7 @@ _DROP_WORK_REQUEST = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
 
 def _may_drop_out_of_quota(rows: list[NewWork]) -> bool:
     """Whether any row is expedited work that OutOfQuotaPolicy.DROP_WORK_REQUEST may drop."""
-    return any(r.expedited and r.out_of_quota_policy == _DROP_WORK_REQUEST for r in rows)
+    for row in rows:  # noqa: SIM110 (a loop, not any(): no generator for the common one row)
+        if row.expedited and row.out_of_quota_policy == _DROP_WORK_REQUEST:
+            return True
+    return False

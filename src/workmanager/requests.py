@@ -123,8 +123,17 @@ class Constraints:
             int(self.requires_storage_not_low),
         )
 
+    @functools.cached_property
+    def stored_trigger_delays_ms(self) -> tuple[int, int]:
+        """(trigger_content_update_delay, trigger_max_delay) in whole milliseconds, as stored."""
+        return (
+            self.trigger_content_update_delay // _ONE_MS,
+            self.trigger_max_delay // _ONE_MS,
+        )
+
 
 _ZERO = timedelta(0)
+_ONE_MS = timedelta(milliseconds=1)
 _HUNDRED_YEARS = timedelta(days=365 * 100)
 
 
@@ -236,9 +245,9 @@ def _common(
     constraints = constraints if constraints is not None else _NO_CONSTRAINTS
     if not isinstance(constraints, Constraints):
         raise ValueError(f"constraints must be a Constraints, got {constraints!r}")
-    if not isinstance(backoff_policy, BackoffPolicy):
+    if type(backoff_policy) is not BackoffPolicy:
         raise ValueError(f"backoff_policy must be a BackoffPolicy, got {backoff_policy!r}")
-    if not isinstance(out_of_quota_policy, OutOfQuotaPolicy):
+    if type(out_of_quota_policy) is not OutOfQuotaPolicy:
         raise ValueError(f"out_of_quota_policy must be an OutOfQuotaPolicy, got {out_of_quota_policy!r}")
     if id is not None and not isinstance(id, uuid.UUID):
         raise ValueError(f"id must be a uuid.UUID, got {id!r}")
@@ -313,7 +322,9 @@ class OneTimeWorkRequest(WorkRequest):
             keep_results_for=keep_results_for,
             id=id,
         )
-        if not (isinstance(input_merger, type) and issubclass(input_merger, InputMerger)):
+        if input_merger is not OverwritingInputMerger and not (
+            isinstance(input_merger, type) and issubclass(input_merger, InputMerger)
+        ):
             raise ValueError(f"input_merger must be an InputMerger subclass, got {input_merger!r}")
         values["input_merger"] = input_merger
         self.__dict__.update(values)  # frozen: set once, here, without __setattr__ per field

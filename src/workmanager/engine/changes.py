@@ -29,7 +29,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger("workmanager.changes")
 
@@ -54,8 +54,14 @@ class ChangeFeed:
         self._work_version = 0
         self._external_work_version = 0
         self._cond = threading.Condition()
+        #: Threads in wait(): a bump with none (every enqueue of a process that runs no work)
+        #: skips Condition.notify_all, which is Python code.
+        self._sleepers = 0
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._listeners: list[tuple[Callable[[], None], bool]] = []
+        #: The listeners a bump calls: for every change, and for work changes.
+        self._called_on_change: tuple[Callable[[], None], ...] = ()
+        self._called_on_work: tuple[Callable[[], None], ...] = ()
 
     @property
     def version(self) -> int:
@@ -80,10 +86,17 @@ class ChangeFeed:
         """Call ``listener`` (quickly, from any thread) on every bump, or every work change."""
         with self._cond:
             self._listeners.append((listener, work_only))
+            self._sort_listeners()
 
     def remove_listener(self, listener: Callable[[], None]) -> None:
         with self._cond:
             self._listeners = [entry for entry in self._listeners if entry[0] != listener]
+            self._sort_listeners()
+
+    def _sort_listeners(self) -> None:
+        # _cond held
+        self._called_on_work = tuple(fn for fn, _ in self._listeners)
+        self._called_on_change = tuple(fn for fn, work_only in self._listeners if not work_only)
 
     def bump(self, *, external: bool = False, work: bool = True) -> None:
         with self._cond:
@@ -94,9 +107,12 @@ class ChangeFeed:
                 self._work_version += 1
                 if external:
                     self._external_work_version += 1
-            self._cond.notify_all()
-            waiters, self._async_waiters = self._async_waiters, set()
-            listeners = [fn for fn, work_only in self._listeners if work or not work_only]
+            if self._sleepers:
+                self._cond.notify_all()
+            waiters: Iterable[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = ()
+            if self._async_waiters:
+                waiters, self._async_waiters = self._async_waiters, set()
+            listeners = self._called_on_work if work else self._called_on_change
         for listener in listeners:
             listener()
         for loop, future in waiters:
@@ -109,7 +125,11 @@ class ChangeFeed:
         """Block until the version differs from ``seen`` or ``timeout`` passes; return it."""
         with self._cond:
             if self._version == seen:
-                self._cond.wait(timeout)
+                self._sleepers += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._sleepers -= 1
             return self._version
 
     async def wait_async(self, seen: int, timeout: float | None = None) -> int:

@@ -37,11 +37,13 @@ def new_work(
     backoff = request.backoff_delay if request.backoff_delay is not None else config.default_backoff_delay
     if backoff < config.min_backoff or backoff > config.max_backoff:
         backoff = schedule.clamp_backoff(backoff, minimum=config.min_backoff, maximum=config.max_backoff)
-    initial_delay_ms = to_ms(request.initial_delay)
+    # A zero timedelta is false: most requests pay no division for their zero durations.
+    initial_delay_ms = to_ms(request.initial_delay) if request.initial_delay else 0
     enqueued = state is State.ENQUEUED
     last_enqueue = now if enqueued else -1
     interval_ms = flex_ms = 0
     cron = cron_timezone = None
+    constraints = request.constraints
     if isinstance(request, PeriodicWorkRequest):
         if request.cron is None:
             interval, flex = schedule.clamp_period(
@@ -70,46 +72,53 @@ def new_work(
         next_run = (
             schedule.next_run_time(fields, max_backoff_ms=to_ms(config.max_backoff)) if enqueued else NEVER
         )
-    elif request.constraints.trigger_paths:
+    elif constraints.trigger_paths:
         next_run = NEVER  # until a change under its trigger paths (engine/triggers.py)
     else:
         # Android's formula for one-time work that has never run: enqueue time + initial delay.
         next_run = now + initial_delay_ms if enqueued else NEVER
     merger = getattr(request, "input_merger", None)
-    network, charging, battery_not_low, idle, storage_not_low = request.constraints.stored
-    return NewWork(
-        str(request.id),
-        request.worker_name,
-        state.value,
-        input_json,
-        merger.name if merger is not None else "OverwritingInputMerger",
-        initial_delay_ms,
-        interval_ms,
-        flex_ms,
-        network,
-        charging,
-        battery_not_low,
-        idle,
-        storage_not_low,
-        request.backoff_policy.value,
-        to_ms(backoff),
-        last_enqueue,
-        next_run,
-        to_ms(request.keep_results_for),
-        int(request.expedited),
-        request.out_of_quota_policy.value,
-        _CANCELLED if state is State.CANCELLED else _NOT_STOPPED,  # born cancelled: its chain was
-        now,
-        now if state.is_finished else None,
-        cron,
-        cron_timezone,
-        _custom_json(request.constraints.custom),
-        json.dumps(list(request.constraints.trigger_paths)) if request.constraints.trigger_paths else None,
-        to_ms(request.constraints.trigger_content_update_delay),
-        to_ms(request.constraints.trigger_max_delay),
-        tuple(sorted(request.tags)),
-        names,
-        prerequisites,
+    network, charging, battery_not_low, idle, storage_not_low = constraints.stored
+    tags = request.tags
+    finished = state.is_finished
+    # Enum members' _value_, not .value: the property costs three times the attribute here.
+    # tuple.__new__, not NewWork(...): the named tuple's own __new__ is a Python function
+    # that takes its 33 fields one by one.
+    return tuple.__new__(
+        NewWork,
+        (
+            str(request.id),
+            request.worker_name,
+            state._value_,
+            input_json,
+            merger.name if merger is not None else "OverwritingInputMerger",
+            initial_delay_ms,
+            interval_ms,
+            flex_ms,
+            network,
+            charging,
+            battery_not_low,
+            idle,
+            storage_not_low,
+            request.backoff_policy._value_,
+            to_ms(backoff),
+            last_enqueue,
+            next_run,
+            to_ms(request.keep_results_for) if request.keep_results_for else 0,
+            1 if request.expedited else 0,
+            request.out_of_quota_policy._value_,
+            _CANCELLED if state is State.CANCELLED else _NOT_STOPPED,  # born cancelled: its chain was
+            now,
+            now if finished else None,
+            cron,
+            cron_timezone,
+            _custom_json(constraints.custom) if constraints.custom else None,
+            json.dumps(list(constraints.trigger_paths)) if constraints.trigger_paths else None,
+            *constraints.stored_trigger_delays_ms,
+            tuple(tags) if len(tags) == 1 else tuple(sorted(tags)),
+            names,
+            prerequisites,
+        ),
     )
 
 
