@@ -236,6 +236,40 @@ def test_a_row_inserted_alone_reads_back_with_its_tags_and_a_duplicate_raises(st
     assert sorted(r.id for r in storage.work_info_by_tag("t")) == ["a", "c"]
 
 
+def test_a_large_batch_inserted_alone_reads_back_whole_and_a_duplicate_in_it_writes_nothing(
+    storage: Storage,
+) -> None:
+    # Large enough for PostgreSQL's COPY path (storage.postgres._COPY_FROM_ROWS).
+    rows = [work(tags=("bulk", f"n{i}"), next_run_time=i) for i in range(300)]
+    rows[7] = rows[7]._replace(cron="0 * * * *", cron_timezone="UTC", finished_at=None, input='{"k":"a\\tb"}')
+    storage.work_insert_alone(rows)
+    assert len(storage.work_info_by_tag("bulk")) == 300
+    assert [r.id for r in storage.work_info_by_tag("n7")] == [rows[7].id]
+    detail = storage.work_detail(rows[7].id)
+    assert detail is not None and detail["input"] == '{"k":"a\\tb"}' and detail["cron"] == "0 * * * *"
+    again = [work(tags=("late",)) for _ in range(299)] + [rows[0]]
+    with pytest.raises(errors.WorkAlreadyExistsError):
+        storage.work_insert_alone(again)
+    assert storage.work_info_by_tag("late") == []
+
+
+@postgres_only
+def test_the_postgres_copy_types_are_the_work_tables_column_types(backend: Backend) -> None:
+    from workmanager.storage.postgres import _WORK_COPY_TYPES
+
+    storage = backend.open()
+    copy_sql = load_queries("workmanager.storage.postgres")["work_copy"]
+    columns = copy_sql.split("COPY workspec (", 1)[1].split(")", 1)[0]
+    names = [c.strip() for c in columns.split(",")]
+    types = dict(
+        backend.sql(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = 'workspec'",
+            (backend.schema,),
+        )
+    )
+    assert storage is not None and tuple(types[n] for n in names) == _WORK_COPY_TYPES
+
+
 def test_many_rows_insert_in_one_transaction(storage: Storage) -> None:
     rows = [work(tags=("bulk",)) for _ in range(500)]
     insert(storage, *rows)

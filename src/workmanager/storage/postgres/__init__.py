@@ -75,6 +75,18 @@ _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
 #: claimable, or running work was taken away) or a change of state only (claims, successes).
 _WORK, _STATE = "w", "s"
 
+#: From this many rows, a batch enqueue goes through COPY (see _copy_insert).
+_COPY_FROM_ROWS = 64
+#: The work_copy columns' types, in order (a test holds them to the table's).
+_WORK_COPY_TYPES = (
+    ("text", "text", "smallint", "text", "text", "bigint", "bigint", "bigint")
+    + ("integer",) * 6
+    + ("bigint",) * 4
+    + ("integer",) * 3
+    + ("bigint", "bigint", "text", "text", "text", "text", "integer", "integer", "text")
+)
+_WORKTAG_COPY_TYPES = ("text", "text")
+
 _CONNECT_KWARGS: dict[str, Any] = {
     "connect_timeout": 10,
     "keepalives": 1,
@@ -731,7 +743,11 @@ class PostgresStorage(DashboardReads):
 
     def work_insert_alone(self, rows: list[NewWork]) -> None:
         """work_insert in a transaction of its own. One plain row (no unique name, no
-        prerequisite) is one autocommitted statement: the common enqueue's one round trip."""
+        prerequisite) is one autocommitted statement: the common enqueue's one round trip;
+        a large batch of them goes through COPY."""
+        if len(rows) >= _COPY_FROM_ROWS and not any(r.names or r.prerequisites for r in rows):
+            self._copy_insert(rows)
+            return
         if len(rows) != 1 or rows[0].names or rows[0].prerequisites:
             with self.transaction() as tx:
                 tx.work_insert(rows)
@@ -741,6 +757,28 @@ class PostgresStorage(DashboardReads):
         try:
             with self._pool.connection() as conn:
                 conn.execute(_Q["work_insert_alone"], params)
+        except psycopg.errors.UniqueViolation as exc:
+            raise _already_exists(exc) from exc
+        except psycopg.errors.DiskFull as exc:
+            raise _full(exc) from exc
+
+    def _copy_insert(self, rows: list[NewWork]) -> None:
+        """Rows and their tags by binary COPY, in one transaction: the server parses no SQL
+        and no JSON per row. At 1,000 rows it took half the time of work_insert_many's one
+        JSON statement; at 10 rows the same. Not pipelined: COPY cannot be."""
+        payload = f"{self._token}:{_WORK}"
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                with cur.copy(_Q["work_copy"]) as copy:
+                    copy.set_types(_WORK_COPY_TYPES)
+                    for row in rows:
+                        copy.write_row(insert_params(row))
+                with cur.copy(_Q["worktag_copy"]) as copy:
+                    copy.set_types(_WORKTAG_COPY_TYPES)
+                    for row in rows:
+                        for tag in row.tags:
+                            copy.write_row((tag, row.id))
+                cur.execute(_Q["notify"], {"channel": self.channel, "payload": payload})
         except psycopg.errors.UniqueViolation as exc:
             raise _already_exists(exc) from exc
         except psycopg.errors.DiskFull as exc:

@@ -69,6 +69,20 @@ INSERT INTO worktag (tag, work_id)
 SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag)
 ON CONFLICT DO NOTHING;
 
+-- name: work_copy
+-- A batch of work_insert rows through COPY (storage: work_insert_alone); binary, in
+-- work_insert's column order, with the types of _WORK_COPY_TYPES.
+COPY workspec (
+    id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low, backoff_policy, backoff_delay_ms, last_enqueue_time, next_run_time,
+    minimum_retention_ms, expedited, out_of_quota_policy, stop_reason, created_at, finished_at, cron,
+    cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
+FROM STDIN (FORMAT BINARY);
+
+-- name: worktag_copy
+COPY worktag (tag, work_id) FROM STDIN (FORMAT BINARY);
+
 -- name: worktag_insert
 INSERT INTO worktag (tag, work_id) VALUES (%s, %s) ON CONFLICT DO NOTHING;
 
