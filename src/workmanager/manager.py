@@ -189,13 +189,14 @@ class WorkManager:
         batch = list(requests)
         if not batch:
             raise ValueError("enqueue needs at least one request, got an empty list")
-        seen: set[uuid.UUID] = set()
+        seen: set[int] = set()  # the ids' ints: UUID.__hash__ is Python code
         for request in batch:
             if not isinstance(request, WorkRequest):
                 raise ValueError(f"enqueue takes WorkRequests, got {type(request).__name__}")
-            if request.id in seen:
+            key = request.id.int
+            if key in seen:
                 raise ValueError(f"request {request.id} appears twice in one enqueue")
-            seen.add(request.id)
+            seen.add(key)
             self._check_worker(request)
         now = self._clock.now_ms()
         config = self.configuration

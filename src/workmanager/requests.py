@@ -235,23 +235,30 @@ def _common(
     keep_results_for: timedelta | float | None,
     id: uuid.UUID | None,
 ) -> dict[str, Any]:
+    # Every request passes here: the defaults (None, no tags) are decided without a call.
     name = worker_name_of(worker)
-    if isinstance(tags, str):
-        raise ValueError(f"tags must be a collection of str, got the str {tags!r}; wrap it: {{{tags!r}}}")
-    tag_set = frozenset(tags)
-    for tag in tag_set:
-        check_label("tags: a tag", tag)
-    tag_set = tag_set | {name} if tag_set else frozenset((name,))
-    constraints = constraints if constraints is not None else _NO_CONSTRAINTS
-    if not isinstance(constraints, Constraints):
+    if not tags:
+        tag_set = _worker_tag(name)
+    else:
+        if isinstance(tags, str):
+            raise ValueError(f"tags must be a collection of str, got the str {tags!r}; wrap it: {{{tags!r}}}")
+        tag_set = frozenset(tags)
+        for tag in tag_set:
+            check_label("tags: a tag", tag)
+        tag_set = tag_set | {name}
+    if constraints is None:
+        constraints = _NO_CONSTRAINTS
+    elif not isinstance(constraints, Constraints):
         raise ValueError(f"constraints must be a Constraints, got {constraints!r}")
     if type(backoff_policy) is not BackoffPolicy:
         raise ValueError(f"backoff_policy must be a BackoffPolicy, got {backoff_policy!r}")
     if type(out_of_quota_policy) is not OutOfQuotaPolicy:
         raise ValueError(f"out_of_quota_policy must be an OutOfQuotaPolicy, got {out_of_quota_policy!r}")
-    if id is not None and not isinstance(id, uuid.UUID):
+    if id is None:
+        id = uuid7()
+    elif not isinstance(id, uuid.UUID):
         raise ValueError(f"id must be a uuid.UUID, got {id!r}")
-    delay = _duration("initial_delay", initial_delay, _ZERO)
+    delay = _ZERO if initial_delay is None else _duration("initial_delay", initial_delay, _ZERO)
     backoff = None if backoff_delay is None else _duration("backoff_delay", backoff_delay, _ZERO)
     if expedited:
         if (
@@ -268,7 +275,7 @@ def _common(
     ):
         raise ValueError("cannot set backoff criteria on work that requires_device_idle")
     return {
-        "id": id or uuid7(),
+        "id": id,
         "worker_name": name,
         "input_data": Data.of(input_data),
         "constraints": constraints,
@@ -278,9 +285,17 @@ def _common(
         "tags": tag_set,  # with the worker's name, as Android adds the worker's class name
         "expedited": bool(expedited),
         "out_of_quota_policy": out_of_quota_policy,
-        "keep_results_for": _duration("keep_results_for", keep_results_for, _ZERO),
-        "worker_class": worker if isinstance(worker, type) else None,
+        "keep_results_for": (
+            _ZERO if keep_results_for is None else _duration("keep_results_for", keep_results_for, _ZERO)
+        ),
+        "worker_class": None if isinstance(worker, str) else worker,
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _worker_tag(name: str) -> frozenset[str]:
+    """The tags of a request given none: its worker's name (one set per name, shared)."""
+    return frozenset((name,))
 
 
 @dataclass(frozen=True, eq=False)

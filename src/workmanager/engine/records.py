@@ -80,7 +80,7 @@ def new_work(
     merger = getattr(request, "input_merger", None)
     network, charging, battery_not_low, idle, storage_not_low = constraints.stored
     tags = request.tags
-    finished = state.is_finished
+    finished = not enqueued and state.is_finished
     # Enum members' _value_, not .value: the property costs three times the attribute here.
     # tuple.__new__, not NewWork(...): the named tuple's own __new__ is a Python function
     # that takes its 33 fields one by one.
