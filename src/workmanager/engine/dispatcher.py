@@ -26,7 +26,7 @@ from workmanager import faults
 from workmanager.clock import to_ms
 from workmanager.config import Configuration
 from workmanager.data import Data
-from workmanager.engine import recovery, runner, triggers
+from workmanager.engine import heap, recovery, runner, triggers
 from workmanager.engine.changes import ChangeFeed
 from workmanager.engine.constraints import ConstraintState, ConstraintTrackers
 from workmanager.engine.states import Failed, Outcome, Stopped, apply_outcomes
@@ -341,6 +341,7 @@ class Engine:
 
     def start(self) -> None:
         """Register this process, take back work of dead ones, and start the dispatcher thread."""
+        heap.keep_freed_heap()
         # The workers' background executor (WorkerParameters.background_executor), and the
         # threads that run plain Workers (a Worker that keeps the standard start_work).
         self._executor = ThreadPoolExecutor(
