@@ -575,6 +575,7 @@ class PostgresStorage(DashboardReads):
         self.channel = f"workmanager_{self.schema}"
         #: Marks this storage's own notifications, which its listeners ignore.
         self._token = uuid.uuid4().hex
+        self._work_payload = f"{self._token}:{_WORK}"
         self._listeners: list[_Listener] = []
         self._closed = False
         self._leader_key = zlib.crc32(f"workmanager.leader.{self.schema}".encode())
@@ -753,10 +754,12 @@ class PostgresStorage(DashboardReads):
                 tx.work_insert(rows)
             return
         row = rows[0]
-        params = (*insert_params(row), list(row.tags), self.channel, f"{self._token}:{_WORK}")
+        plain = plain_insert_params(row)
+        statement = _Q["work_insert_alone"] if plain is None else _Q["work_insert_alone_plain"]
+        params = (*(insert_params(row) if plain is None else plain), self.channel, self._work_payload)
         try:
             with self._pool.connection() as conn:
-                conn.execute(_Q["work_insert_alone"], params)
+                conn.execute(statement, params)
         except psycopg.errors.UniqueViolation as exc:
             raise _already_exists(exc) from exc
         except psycopg.errors.DiskFull as exc:

@@ -30,7 +30,8 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 -- name: work_insert_alone
 -- work_insert of one row with its tags, committed on its own (an autocommit statement): the
 -- common enqueue in one statement and one round trip. Parameters as work_insert's, then the
--- tags as an array, then the notification's channel and payload.
+-- notification's channel and payload. The tags come from the row's own JSON list: no array
+-- to build and send.
 WITH inserted AS (
     INSERT INTO workspec (
         id, worker_name, state, input, input_merger, initial_delay_ms, interval_ms, flex_ms,
@@ -40,9 +41,24 @@ WITH inserted AS (
         cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
         %s, %s, %s, %s, %s, %s)
-    RETURNING id),
+    RETURNING id, tags),
 tagged AS (
-    INSERT INTO worktag (tag, work_id) SELECT tag, inserted.id FROM inserted, unnest(%s::text[]) AS tag)
+    INSERT INTO worktag (tag, work_id)
+    SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag))
+SELECT pg_notify(%s, %s) FROM inserted;
+
+-- name: work_insert_alone_plain
+-- work_insert_alone for a row whose other columns hold their defaults (as work_insert_plain).
+WITH inserted AS (
+    INSERT INTO workspec (
+        id, worker_name, state, input, input_merger, initial_delay_ms, backoff_policy, backoff_delay_ms,
+        last_enqueue_time, next_run_time, minimum_retention_ms, expedited, out_of_quota_policy,
+        stop_reason, created_at, trigger_update_delay_ms, trigger_max_delay_ms, tags)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    RETURNING id, tags),
+tagged AS (
+    INSERT INTO worktag (tag, work_id)
+    SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag))
 SELECT pg_notify(%s, %s) FROM inserted;
 
 -- name: work_insert_many
