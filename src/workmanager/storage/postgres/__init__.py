@@ -42,6 +42,7 @@ from workmanager.storage.base import (
     ScheduleFields,
     TriggerWait,
     UpdateTarget,
+    claimed_work,
     insert_params,
     plain_insert_params,
     tags_from_json,
@@ -288,26 +289,7 @@ class PostgresTransaction:
         ).fetchall()
         if rows:
             self.changed = True
-        return [
-            ClaimedWork(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                tags_from_json(r[8]),
-                bool(r[9]),
-                tuple(r[10:15]),
-                bool(r[15]),
-                frozenset(tags_from_json(r[16])),
-                tags_from_json(r[17]),
-                r[18],
-            )
-            for r in rows
-        ]
+        return [claimed_work(r) for r in rows]
 
     def work_prerequisite_outputs(self, work_id: str) -> list[str]:
         return [r[0] for r in self._exec("work_prerequisite_outputs", {"id": work_id})]
