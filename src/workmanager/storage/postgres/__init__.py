@@ -193,6 +193,10 @@ class PostgresTransaction:
     ) -> None:
         self._conn = conn
         self._pipeline = pipeline
+        #: One cursor for the transaction's statements: a new cursor per statement (what
+        #: Connection.execute makes) cost 17 us of client CPU each, measured on this machine.
+        #: Each statement replaces the previous one's results on it (see _exec).
+        self._cursor = conn.cursor()
         self._channel = channel
         #: Set when a statement changed work: the transaction then notifies listeners.
         self.changed = False
@@ -209,16 +213,25 @@ class PostgresTransaction:
         """After COMMIT: whether this transaction made a work change."""
         return self.changed_work or any(cursor.rowcount > 0 for cursor in self._unblocks)
 
-    def _exec(self, name: str, params: Any = None, *, defer: bool = False) -> psycopg.Cursor[Any]:
+    def _exec(
+        self, name: str, params: Any = None, *, defer: bool = False, keep: bool = False
+    ) -> psycopg.Cursor[Any]:
         """Run a statement; with ``defer`` in pipeline mode, without waiting for its result.
 
         A deferred statement's error surfaces at the next sync or at COMMIT (the transaction
         then fails as a whole); only statements whose results nobody reads are deferred.
+        The cursor returned is the transaction's own, whose results the next statement
+        replaces: read them at once, or pass ``keep`` for a cursor of the statement's own.
         """
-        cursor = self._conn.execute(_Q[name], params)
+        cursor = self._conn.cursor() if keep else self._cursor
+        cursor.execute(_Q[name], params)
         if not defer:
             self._sync()
         return cursor
+
+    def _send(self, statement: str) -> None:
+        """A statement without parameters whose result nobody reads (BEGIN, COMMIT)."""
+        self._cursor.execute(statement)
 
     def _sync(self) -> None:
         """In pipeline mode, wait for the statements sent so far (their errors, row counts)."""
@@ -358,7 +371,7 @@ class PostgresTransaction:
         ids = json.dumps(work_ids)
         self._exec("dependency_lock_dependents_many", {"ids": ids}, defer=True)
         params = {"ids": ids, "now": now, "channel": self._channel, "payload": self.work_payload}
-        self._unblocks.append(self._exec("dependency_unblock_many", params, defer=True))
+        self._unblocks.append(self._exec("dependency_unblock_many", params, defer=True, keep=True))
 
     def dependency_fail_dependents(self, work_id: str, now: int) -> list[str]:
         params = {"id": work_id, "now": now, "never": NEVER}
@@ -689,18 +702,18 @@ class PostgresStorage(DashboardReads):
         with self._pool.connection() as conn:
             try:
                 with conn.pipeline() as pipeline:
-                    conn.execute(_BEGIN)
-                    if not durable:
-                        conn.execute(_Q["commit_without_flush"])
                     tx = PostgresTransaction(
                         conn, pipeline, channel=self.channel, work_payload=f"{self._token}:{_WORK}"
                     )
+                    tx._send(_BEGIN)
+                    if not durable:
+                        tx._send(_Q["commit_without_flush"])
                     yield tx
                     if tx.changed:
                         kind = _WORK if tx.changed_work else _STATE
                         payload = f"{self._token}:{kind}"
                         tx._exec("notify", {"channel": self.channel, "payload": payload}, defer=True)
-                    conn.execute(_COMMIT)
+                    tx._send(_COMMIT)
             except BaseException as exc:
                 # A failed statement leaves the transaction aborted (or a deferred error left
                 # COMMIT unexecuted): roll back before the connection goes back to the pool.
