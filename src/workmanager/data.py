@@ -203,7 +203,10 @@ class Data(Mapping[str, Value]):
             return cls.EMPTY
         raw = json.loads(text)
         data = cls.__new__(cls)
-        data._values = {k: _decode(v) for k, v in raw.items()}
+        # With no list and no nested object in the text, every value is a scalar and stays as
+        # JSON read it: _decode (once per value of every run's input) has nothing to do.
+        flat = type(raw) is dict and type(text) is str and "[" not in text and text.count("{") == 1
+        data._values = raw if flat else {k: _decode(v) for k, v in raw.items()}
         data._json = text
         return data
 
@@ -214,6 +217,8 @@ class Data(Mapping[str, Value]):
     def check_size(self, limit: int | None = None, what: str = "Data") -> Data:
         """Raise :class:`DataTooLargeError` when larger than ``limit``; return self."""
         limit = self.MAX_DATA_BYTES if limit is None else limit
+        if len(self.to_json()) * 4 <= limit:
+            return self  # UTF-8 takes at most 4 bytes a character: no need to encode and measure
         size = self.size_in_bytes()
         if size > limit:
             raise DataTooLargeError(size, limit, what)

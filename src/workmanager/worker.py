@@ -50,6 +50,8 @@ class Result:
 
     @classmethod
     def success(cls, data: DataLike = None) -> Result:
+        if data is None and cls is Result:
+            return _SUCCESS  # the common return of every job: built once (it is immutable)
         return cls(ResultKind.SUCCESS, Data.of(data))
 
     @classmethod
@@ -64,6 +66,9 @@ class Result:
         if self.kind is ResultKind.RETRY:
             return "Result.retry()"
         return f"Result.{self.kind.value}({dict(self.output_data)!r})"
+
+
+_SUCCESS = Result(ResultKind.SUCCESS)
 
 
 @dataclass
