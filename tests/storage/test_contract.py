@@ -1018,6 +1018,39 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
 
 
 @postgres_only
+def test_postgres_claim_alone_claims_in_one_statement_and_tells_listeners_of_a_state_change(
+    backend: Backend,
+) -> None:
+    mine, other = backend.open(), backend.open()
+    kinds: list[bool] = []
+    heard = threading.Event()
+
+    def on_change(work: bool) -> None:
+        kinds.append(work)
+        heard.set()
+
+    insert(other, work("due", next_run_time=0))
+    stop = mine.listen(on_change)  # type: ignore[attr-defined]
+    try:
+        assert heard.wait(10), "no call after connecting"
+        deadline = time.monotonic() + 10
+        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        heard.clear()
+        claim = other.work_claim_alone  # type: ignore[attr-defined]
+        claimed = claim(now=NOW, limit=4, runner_id="r1", run_token=7, names=None)
+        assert [(c.id, c.run_token, c.run_attempt_count) for c in claimed] == [("due", 7, 1)]
+        assert state_of(mine, "due") == RUNNING
+        assert heard.wait(5), "the claim was not heard"
+        assert kinds[-1] is False, "a claim is a change of state, not a work change"
+        heard.clear()
+        assert claim(now=NOW, limit=4, runner_id="r1", run_token=8, names=None) == []
+        assert not heard.wait(0.3), "a claim of nothing is not news"
+    finally:
+        stop()
+
+
+@postgres_only
 def test_postgres_claims_and_successes_are_not_work_changes_but_unblocks_are(backend: Backend) -> None:
     """Other dispatchers need not look for new work after a claim or a plain success."""
     mine, other = backend.open(), backend.open()

@@ -136,6 +136,10 @@ class Engine:
         trackers: ConstraintTrackers | None = None,
     ) -> None:
         self._storage = storage
+        #: A backend's one-statement claim for turns that only claim (PostgreSQL), if any.
+        self._claim_alone: Callable[..., list[ClaimedWork]] | None = getattr(
+            storage, "work_claim_alone", None
+        )
         self._config = config
         self._clock = config.clock
         self._factory = factory
@@ -578,18 +582,24 @@ class Engine:
         names = self._names()
         usage = _drain(self._expedited_used)
         try:
-            claimed, full, ordinary_free, work_changed = self._turn_transaction(
-                now,
-                completions,
-                usage,
-                want_expedited,
-                want_claim,
-                free,
-                ordinary_free,
-                names,
-                outputs,
-                suspects,
-            )
+            if not completions and not usage and want_ordinary and not want_expedited and self._claim_alone:
+                claimed, full = self._turn_claim_alone(
+                    now, min(free, ordinary_free), names, outputs, suspects
+                )
+                work_changed = False  # claims change states only
+            else:
+                claimed, full, ordinary_free, work_changed = self._turn_transaction(
+                    now,
+                    completions,
+                    usage,
+                    want_expedited,
+                    want_claim,
+                    free,
+                    ordinary_free,
+                    names,
+                    outputs,
+                    suspects,
+                )
         except BaseException:
             # Nothing of this turn was written (a restarted database, a deadlock): keep the
             # finished runs for the next turn, or they would stay RUNNING under a live owner.
@@ -617,6 +627,37 @@ class Engine:
         for c in claimed:
             self._launch(c, outputs.get(c.id, []))
         return True
+
+    def _turn_claim_alone(
+        self,
+        now: int,
+        limit: int,
+        names: list[str] | None,
+        outputs: dict[str, list[str]],
+        suspects: bool,
+    ) -> tuple[list[ClaimedWork], bool]:
+        """A turn that only claims ordinary work, as the storage's one statement (PostgreSQL:
+        Storage.work_claim_alone); returns the claimed work and whether the claim was full."""
+        faults.hit("claim.before_commit")  # the statement is the commit: this is before it
+        assert self._claim_alone is not None
+        claimed: list[ClaimedWork] = self._claim_alone(
+            now=now,
+            limit=limit,
+            runner_id=self.runner_id,
+            run_token=random.getrandbits(62),
+            names=names,
+            suspects=suspects,
+            **self._constraint_args(),
+        )
+        if not suspects or any(c.orphan_count for c in claimed):
+            self._suspects_left_out = True  # other suspects may wait: look when it ends
+        for c in claimed:
+            if c.has_prerequisites:
+                # Read after the claim's commit: a SUCCEEDED prerequisite's output no longer
+                # changes, and it is not pruned while this dependent is unfinished.
+                with self._storage.transaction(durable=False) as tx:
+                    outputs[c.id] = tx.work_prerequisite_outputs(c.id)
+        return claimed, len(claimed) == limit
 
     def _turn_transaction(
         self,

@@ -76,6 +76,16 @@ _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
 #: claimable, or running work was taken away) or a change of state only (claims, successes).
 _WORK, _STATE = "w", "s"
 
+#: work_claim_available as one autocommitted statement (PostgresStorage.work_claim_alone):
+#: its RETURNING clause, the statement's last, also sets synchronous_commit for the
+#: statement's own transaction (is_local: it ends with it) and notifies listeners (the same
+#: notification sent twice in one transaction is delivered once). Evaluated only for a row
+#: claimed: a claim of nothing writes nothing to flush and tells no one.
+_CLAIM_ALONE = (
+    _Q["work_claim_available"].rstrip().removesuffix(";")
+    + ",\n    set_config('synchronous_commit', 'off', true), pg_notify(%(channel)s, %(payload)s);"
+)
+
 #: From this many rows, a batch enqueue goes through COPY (see _copy_insert).
 _COPY_FROM_ROWS = 64
 #: The work_copy columns' types, in order (a test holds them to the table's).
@@ -759,6 +769,43 @@ class PostgresStorage(DashboardReads):
             raise _already_exists(exc) from exc
         except psycopg.errors.DiskFull as exc:
             raise _full(exc) from exc
+
+    def work_claim_alone(
+        self,
+        *,
+        now: int,
+        limit: int,
+        runner_id: str,
+        run_token: int,
+        names: list[str] | None,
+        constraints: dict[str, int] | None = None,
+        constraints_met_ids: list[str] | None = None,
+        suspects: bool = True,
+    ) -> list[ClaimedWork]:
+        """work_claim_available (ordinary work) in a transaction of its own that does not wait
+        for the WAL flush: one autocommitted statement, for a dispatcher turn that only claims.
+
+        A pipelined transaction sends BEGIN, SET LOCAL, the claim, NOTIFY and COMMIT: ~0.7 ms
+        of client CPU at the start of an idle worker's job, the larger part of the
+        enqueue-to-start latency. The statement here sets synchronous_commit for its own
+        implicit transaction and notifies listeners itself (see _CLAIM_ALONE)."""
+        params = {
+            "suspects": suspects,
+            "now": now,
+            "limit": limit,
+            "runner_id": runner_id,
+            "run_token": run_token,
+            "names": names,
+            "channel": self.channel,
+            "payload": f"{self._token}:{_STATE}",
+            **_constraint_params(constraints, constraints_met_ids),
+        }
+        try:
+            with self._pool.connection() as conn:
+                rows = conn.execute(_CLAIM_ALONE, params).fetchall()
+        except psycopg.errors.DiskFull as exc:
+            raise _full(exc) from exc
+        return [claimed_work(r) for r in rows]
 
     def _copy_insert(self, rows: list[NewWork]) -> None:
         """Rows and their tags by binary COPY, in one transaction: the server parses no SQL
