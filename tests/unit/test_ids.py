@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 
@@ -103,3 +104,27 @@ def test_short_ids_of_work_made_together_differ() -> None:
 
     assert len({ids.short_id(i) for i in made}) == 200  # 32 random bits: a clash is a 1 in 200,000 chance
     assert ids.short_id(made[0]) == str(made[0])[-8:]
+
+
+def test_a_forked_child_does_not_draw_the_random_bytes_its_parent_draws() -> None:
+    ids.random_bytes(8)  # the pool is filled, with bytes left for the next draws
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draw, to the parent
+        try:
+            os.write(write_end, ids.random_bytes(8))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    childs = os.read(read_end, 8)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+
+    assert len(childs) == 8 and childs != ids.random_bytes(8)
+
+
+def test_work_ids_are_equal_to_the_uuid_of_their_value() -> None:
+    work_id = ids.uuid7()
+
+    assert work_id == uuid.UUID(int=work_id.int) == uuid.UUID(str(work_id))
+    assert hash(work_id) == hash(uuid.UUID(str(work_id))) and work_id.is_safe is uuid.SafeUUID.unknown
