@@ -152,6 +152,28 @@ def _redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _claim_params(
+    now: int,
+    limit: int,
+    runner_id: str,
+    run_token: int,
+    names: list[str] | None,
+    constraints: dict[str, Any] | None,
+    met_ids: list[str] | None,
+    suspects: bool,
+) -> dict[str, Any]:
+    """The parameters of work_claim_available (and of the statements built on it)."""
+    return {
+        "suspects": suspects,
+        "now": now,
+        "limit": limit,
+        "runner_id": runner_id,
+        "run_token": run_token,
+        "names": names,
+        **_constraint_params(constraints, met_ids),
+    }
+
+
 def _constraint_params(constraints: dict[str, Any] | None, met_ids: list[str] | None) -> dict[str, Any]:
     if constraints is None:
         return {**_ALL_MET, "custom_met": None, "constraints_met_ids": list(met_ids or [])}
@@ -298,15 +320,9 @@ class PostgresTransaction:
         expedited_only: bool = False,
         suspects: bool = True,
     ) -> list[ClaimedWork]:
-        params = {
-            "suspects": suspects,
-            "now": now,
-            "limit": limit,
-            "runner_id": runner_id,
-            "run_token": run_token,
-            "names": names,
-            **_constraint_params(constraints, constraints_met_ids),
-        }
+        params = _claim_params(
+            now, limit, runner_id, run_token, names, constraints, constraints_met_ids, suspects
+        )
         rows = self._exec(
             "work_claim_expedited" if expedited_only else "work_claim_available", params
         ).fetchall()
@@ -789,17 +805,10 @@ class PostgresStorage(DashboardReads):
         of client CPU at the start of an idle worker's job, the larger part of the
         enqueue-to-start latency. The statement here sets synchronous_commit for its own
         implicit transaction and notifies listeners itself (see _CLAIM_ALONE)."""
-        params = {
-            "suspects": suspects,
-            "now": now,
-            "limit": limit,
-            "runner_id": runner_id,
-            "run_token": run_token,
-            "names": names,
-            "channel": self.channel,
-            "payload": f"{self._token}:{_STATE}",
-            **_constraint_params(constraints, constraints_met_ids),
-        }
+        params = _claim_params(
+            now, limit, runner_id, run_token, names, constraints, constraints_met_ids, suspects
+        )
+        params |= {"channel": self.channel, "payload": f"{self._token}:{_STATE}"}
         try:
             with self._pool.connection() as conn:
                 rows = conn.execute(_CLAIM_ALONE, params).fetchall()
