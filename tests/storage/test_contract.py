@@ -8,6 +8,7 @@ it cannot be reached the PostgreSQL tests skip — unless ``CI`` is set: then th
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import threading
@@ -977,6 +978,29 @@ def test_postgres_leases_are_judged_on_the_database_clock(backend: Backend) -> N
     assert set(owners) == {"fresh"}
 
 
+@contextlib.contextmanager
+def listening(storage: Storage) -> Iterator[tuple[threading.Event, list[bool]]]:
+    """A PostgreSQL storage's listener, connected: an event set on each call, and each call's
+    ``work`` flag in order (cleared of the first call, which only says it connected)."""
+    kinds: list[bool] = []
+    heard = threading.Event()
+
+    def on_change(work: bool) -> None:
+        kinds.append(work)
+        heard.set()
+
+    stop = storage.listen(on_change)  # type: ignore[attr-defined]
+    try:
+        assert heard.wait(10), "no call after connecting"
+        deadline = time.monotonic() + 10
+        while not storage.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        heard.clear()
+        yield heard, kinds
+    finally:
+        stop()
+
+
 @postgres_only
 def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) -> None:
     mine, other = backend.open(), backend.open()
@@ -1022,21 +1046,8 @@ def test_postgres_claim_alone_claims_in_one_statement_and_tells_listeners_of_a_s
     backend: Backend,
 ) -> None:
     mine, other = backend.open(), backend.open()
-    kinds: list[bool] = []
-    heard = threading.Event()
-
-    def on_change(work: bool) -> None:
-        kinds.append(work)
-        heard.set()
-
     insert(other, work("due", next_run_time=0))
-    stop = mine.listen(on_change)  # type: ignore[attr-defined]
-    try:
-        assert heard.wait(10), "no call after connecting"
-        deadline = time.monotonic() + 10
-        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.01)
-        heard.clear()
+    with listening(mine) as (heard, kinds):
         claim = other.work_claim_alone  # type: ignore[attr-defined]
         claimed = claim(now=NOW, limit=4, runner_id="r1", run_token=7, names=None)
         assert [(c.id, c.run_token, c.run_attempt_count) for c in claimed] == [("due", 7, 1)]
@@ -1046,28 +1057,14 @@ def test_postgres_claim_alone_claims_in_one_statement_and_tells_listeners_of_a_s
         heard.clear()
         assert claim(now=NOW, limit=4, runner_id="r1", run_token=8, names=None) == []
         assert not heard.wait(0.3), "a claim of nothing is not news"
-    finally:
-        stop()
 
 
 @postgres_only
 def test_postgres_claims_and_successes_are_not_work_changes_but_unblocks_are(backend: Backend) -> None:
     """Other dispatchers need not look for new work after a claim or a plain success."""
     mine, other = backend.open(), backend.open()
-    kinds: list[bool] = []
-    heard = threading.Event()
-
-    def on_change(work: bool) -> None:
-        kinds.append(work)
-        heard.set()
-
     insert(other, work("a"), work("b"), work("c", state=BLOCKED, prerequisites=("a",)))
-    stop = mine.listen(on_change)  # type: ignore[attr-defined]
-    try:
-        assert heard.wait(10)
-        deadline = time.monotonic() + 10
-        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.01)
+    with listening(mine) as (heard, kinds):
 
         def commit_and_hear(change: Callable[[Any], None]) -> bool:
             """Whether the commit's notifications (one or two) said it was a work change."""
@@ -1093,8 +1090,6 @@ def test_postgres_claims_and_successes_are_not_work_changes_but_unblocks_are(bac
         assert commit_and_hear(succeed("b")) is False  # b has no dependents
         assert commit_and_hear(succeed("a")) is True  # c becomes claimable
         assert state_of(mine, "c") == ENQUEUED
-    finally:
-        stop()
 
 
 @postgres_only
