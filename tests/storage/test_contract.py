@@ -9,6 +9,7 @@ it cannot be reached the PostgreSQL tests skip — unless ``CI`` is set: then th
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -1042,13 +1043,14 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
 
 
 @postgres_only
+@pytest.mark.parametrize("durable", [False, True], ids=["not-durable", "durable"])
 def test_postgres_claim_alone_claims_in_one_statement_and_tells_listeners_of_a_state_change(
-    backend: Backend,
+    backend: Backend, durable: bool
 ) -> None:
     mine, other = backend.open(), backend.open()
     insert(other, work("due", next_run_time=0))
     with listening(mine) as (heard, kinds):
-        claim = other.work_claim_alone  # type: ignore[attr-defined]
+        claim = functools.partial(other.work_claim_alone, durable=durable)  # type: ignore[attr-defined]
         claimed = claim(now=NOW, limit=4, runner_id="r1", run_token=7, names=None)
         assert [(c.id, c.run_token, c.run_attempt_count) for c in claimed] == [("due", 7, 1)]
         assert state_of(mine, "due") == RUNNING

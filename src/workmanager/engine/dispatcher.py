@@ -162,6 +162,9 @@ class Engine:
         self._loop_thread: _EventLoopThread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._run_threads: _RunThreads | None = None
+        #: Records finished runs on a connection of its own while the dispatcher claims (see
+        #: _turn_overlapped); only for a storage whose writers do not queue behind one another.
+        self._recorder: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._draining = False
         self._stopping = False
@@ -352,6 +355,8 @@ class Engine:
             self._config.max_concurrency, thread_name_prefix="workmanager-worker"
         )
         self._run_threads = _RunThreads("workmanager-worker-run")
+        if self._claim_alone is not None:
+            self._recorder = ThreadPoolExecutor(1, thread_name_prefix="workmanager-recorder")
         now = self._clock.now_ms()
         registering = time.monotonic()
         with self._storage.transaction() as tx:
@@ -414,6 +419,9 @@ class Engine:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._run_threads is not None:
             self._run_threads.shutdown()
+        if self._recorder is not None:
+            self._recorder.shutdown(wait=True)
+            self._recorder = None
         self._close_loop()
         if leftover:
             log.warning(
@@ -581,12 +589,19 @@ class Engine:
         outputs: dict[str, list[str]] = {}
         names = self._names()
         usage = _drain(self._expedited_used)
+        #: Finished runs recorded on the side while this turn claims (see _turn_overlapped).
+        recording: Future[bool] | None = None
         try:
             if not completions and not usage and want_ordinary and not want_expedited and self._claim_alone:
                 claimed, full = self._turn_claim_alone(
                     now, min(free, ordinary_free), names, outputs, suspects
                 )
                 work_changed = False  # claims change states only
+            elif completions and not usage and want_ordinary and not want_expedited and self._recorder:
+                claimed, full, recording = self._turn_overlapped(
+                    now, completions, min(free, ordinary_free), names, outputs, suspects
+                )
+                work_changed = False  # the claim's; the recording's is known once it ends
             else:
                 claimed, full, ordinary_free, work_changed = self._turn_transaction(
                     now,
@@ -603,12 +618,14 @@ class Engine:
         except BaseException:
             # Nothing of this turn was written (a restarted database, a deadlock): keep the
             # finished runs for the next turn, or they would stay RUNNING under a live owner.
-            self._completions.extendleft(reversed(completions))
+            if recording is None:  # else _turn_overlapped has seen to them
+                self._completions.extendleft(reversed(completions))
             self._expedited_used.extendleft(reversed(usage))
             raise
         # Observers hear of every turn; dispatchers (here and elsewhere) only of work changes.
         self._feed.bump(work=work_changed)
-        faults.hit("complete.after_commit", len(completions))
+        if recording is None:
+            faults.hit("complete.after_commit", len(completions))
         faults.hit("claim.after_commit", len(claimed))
         if want_claim:
             if full:
@@ -624,9 +641,69 @@ class Engine:
             else:
                 self._next_due = None
                 self._checked_version = -1
-        for c in claimed:
-            self._launch(c, outputs.get(c.id, []))
+        try:
+            for c in claimed:
+                self._launch(c, outputs.get(c.id, []))
+        finally:
+            # Waited for only now (the claimed work runs meanwhile), and always: runs whose
+            # recording failed must be back in the queue before this turn ends.
+            failed = None if recording is None else self._settle(recording, completions)
+        if recording is not None:
+            if failed is not None:
+                raise failed  # the loop logs it; a later turn records the runs
+            self._feed.bump(work=recording.result())
+            faults.hit("complete.after_commit", len(completions))
         return True
+
+    def _turn_overlapped(
+        self,
+        now: int,
+        completions: list[tuple[ClaimedWork, Outcome]],
+        limit: int,
+        names: list[str] | None,
+        outputs: dict[str, list[str]],
+        suspects: bool,
+    ) -> tuple[list[ClaimedWork], bool, Future[bool]]:
+        """Record finished runs and claim new work at the same time, on two connections.
+
+        One transaction doing both made the server and this process take turns: the server
+        idle while runs were launched and decoded, this process idle while the server
+        recorded, claimed and flushed. The two touch different rows (RUNNING ones are
+        recorded, ENQUEUED ones claimed), and the claim needs nothing the recording writes:
+        work whose prerequisites it unblocks is claimed by a later turn, as a work change.
+
+        Returns the claimed work, whether the claim was full, and the recording, which says
+        whether it made a work change; the caller waits for it (_settle) after launching the
+        claimed work. If the claim fails, the recording is waited for here and the claim's
+        error raised.
+        """
+        assert self._recorder is not None
+        recording = self._recorder.submit(self._record, completions, now)
+        try:
+            # Durable, as when it shared the recording's transaction: work that is draining
+            # keeps its claims through a crash of the server, rather than starting twice.
+            claimed, full = self._turn_claim_alone(now, limit, names, outputs, suspects, durable=True)
+        except BaseException:
+            self._settle(recording, completions)
+            raise
+        return claimed, full, recording
+
+    def _record(self, completions: list[tuple[ClaimedWork, Outcome]], now: int) -> bool:
+        """Finished runs in a transaction of their own; whether it made a work change."""
+        with self._storage.transaction() as tx:
+            self._apply_in(tx, completions, now)
+        return tx.work_changed
+
+    def _settle(
+        self, recording: Future[bool], completions: list[tuple[ClaimedWork, Outcome]]
+    ) -> BaseException | None:
+        """Wait for a recording; if it failed, put its runs back in the queue and return why."""
+        try:
+            recording.result()
+        except BaseException as exc:
+            self._completions.extendleft(reversed(completions))
+            return exc
+        return None
 
     def _turn_claim_alone(
         self,
@@ -635,9 +712,14 @@ class Engine:
         names: list[str] | None,
         outputs: dict[str, list[str]],
         suspects: bool,
+        *,
+        durable: bool = False,
     ) -> tuple[list[ClaimedWork], bool]:
         """A turn that only claims ordinary work, as the storage's one statement (PostgreSQL:
-        Storage.work_claim_alone); returns the claimed work and whether the claim was full."""
+        Storage.work_claim_alone); returns the claimed work and whether the claim was full.
+
+        Not ``durable``, the claim does not wait for the disk: a crash of the database's
+        machine that undid it puts the work back to ENQUEUED (G3)."""
         faults.hit("claim.before_commit")  # the statement is the commit: this is before it
         assert self._claim_alone is not None
         claimed: list[ClaimedWork] = self._claim_alone(
@@ -647,6 +729,7 @@ class Engine:
             run_token=random.getrandbits(62),
             names=names,
             suspects=suspects,
+            durable=durable,
             **self._constraint_args(),
         )
         if not suspects or any(c.orphan_count for c in claimed):

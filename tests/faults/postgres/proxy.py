@@ -2,7 +2,8 @@
 
 It reads the wire protocol just enough to know, per connection, which statements a
 transaction ran (``classify`` maps a statement's text to a tag such as ``"claim"``) and when
-the server answers ``COMMIT``. Then, per tag and with a seeded probability, it can reset the
+the server answers ``COMMIT`` (or, for statements outside an explicit transaction, is ready
+again after their implicit commit). Then, per tag and with a seeded probability, it can reset the
 connection *instead of* forwarding that answer: the transaction is committed on the server
 but the client never hears so (the "commit outcome unknown" of Temporal's ExecuteAndTimeout).
 
@@ -145,8 +146,16 @@ class _Conn:
                     if self.proxy._commit_seen(tags):
                         self.kill()  # committed on the server; the client never hears it
                         return
+                elif (kind == b"C" and body == b"ROLLBACK\0") or kind == b"E":
+                    self.tags = set()  # nothing of it was committed
                 elif kind == b"Z" and body == b"I":
-                    self.tags = set()
+                    # Idle again with tags pending: statements outside BEGIN ... COMMIT (an
+                    # autocommitted claim), whose implicit transaction the server commits just
+                    # before this ReadyForQuery. Losing it loses that commit's answer.
+                    tags, self.tags = self.tags, set()
+                    if tags and self.proxy._commit_seen(tags):
+                        self.kill()
+                        return
                 self._send(self.client, head + body)
         except OSError:
             pass

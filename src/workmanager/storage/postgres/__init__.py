@@ -85,6 +85,10 @@ _CLAIM_ALONE = (
     _Q["work_claim_available"].rstrip().removesuffix(";")
     + ",\n    set_config('synchronous_commit', 'off', true), pg_notify(%(channel)s, %(payload)s);"
 )
+#: The same, committed durably (work_claim_alone(durable=True)).
+_CLAIM_ALONE_DURABLE = (
+    _Q["work_claim_available"].rstrip().removesuffix(";") + ",\n    pg_notify(%(channel)s, %(payload)s);"
+)
 
 #: From this many rows, a batch enqueue goes through COPY (see _copy_insert).
 _COPY_FROM_ROWS = 64
@@ -797,9 +801,11 @@ class PostgresStorage(DashboardReads):
         constraints: dict[str, int] | None = None,
         constraints_met_ids: list[str] | None = None,
         suspects: bool = True,
+        durable: bool = False,
     ) -> list[ClaimedWork]:
-        """work_claim_available (ordinary work) in a transaction of its own that does not wait
-        for the WAL flush: one autocommitted statement, for a dispatcher turn that only claims.
+        """work_claim_available (ordinary work) in a transaction of its own: one autocommitted
+        statement, for a dispatcher turn that only claims. It does not wait for the WAL flush
+        unless ``durable``.
 
         A pipelined transaction sends BEGIN, SET LOCAL, the claim, NOTIFY and COMMIT: ~0.7 ms
         of client CPU at the start of an idle worker's job, the larger part of the
@@ -811,7 +817,7 @@ class PostgresStorage(DashboardReads):
         params |= {"channel": self.channel, "payload": f"{self._token}:{_STATE}"}
         try:
             with self._pool.connection() as conn:
-                rows = conn.execute(_CLAIM_ALONE, params).fetchall()
+                rows = conn.execute(_CLAIM_ALONE_DURABLE if durable else _CLAIM_ALONE, params).fetchall()
         except psycopg.errors.DiskFull as exc:
             raise _full(exc) from exc
         return [claimed_work(r) for r in rows]
