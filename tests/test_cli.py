@@ -325,8 +325,21 @@ def test_worker_serves_metrics_with_its_runs_on_its_port(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with WorkManager(path, workers=[Hello]) as wm:
-        wm.enqueue([OneTimeWorkRequest(Hello, initial_delay=3600), OneTimeWorkRequest(Hello)])
+    # Not `with WorkManager(...)`: that starts it, and it could run the job itself before
+    # closing (then the worker process never counts a run).
+    enqueuer = WorkManager(path, workers=[Hello])
+    try:
+        enqueuer.enqueue([OneTimeWorkRequest(Hello, initial_delay=3600), OneTimeWorkRequest(Hello)])
+    finally:
+        enqueuer.close()
+    expected = [
+        'workmanager_runs_total{outcome="success",worker="hello"} 1.0',
+        # The run is counted when it ends, its outcome committed by the next turn: wait for both.
+        'workmanager_work{state="ENQUEUED"} 1.0',
+        'workmanager_work{state="SUCCEEDED"} 1.0',
+        "workmanager_worker_processes 1.0",
+        'workmanager_run_duration_seconds_count{worker="hello"} 1.0',
+    ]
     worker = subprocess.Popen(
         [sys.executable, "-m", "workmanager.cli", "worker", "metrics_app:wm", "--metrics-port", str(port)],
         cwd=tmp_path,
@@ -335,21 +348,19 @@ def test_worker_serves_metrics_with_its_runs_on_its_port(tmp_path):
     )
     try:
         deadline = time.monotonic() + 20
+        text = ""
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
                     text = answer.read().decode()
-                if 'workmanager_runs_total{outcome="success",worker="hello"} 1.0' in text:
+                if all(line in text for line in expected):
                     break
             except OSError:
                 pass
             assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
-            assert time.monotonic() < deadline, "no metrics with a live worker process"
+            missing = [line for line in expected if line not in text]
+            assert time.monotonic() < deadline, f"metrics of a live worker process lack {missing}"
             time.sleep(0.1)
-        assert 'workmanager_work{state="ENQUEUED"} 1.0' in text
-        assert 'workmanager_work{state="SUCCEEDED"} 1.0' in text
-        assert "workmanager_worker_processes 1.0" in text
-        assert 'workmanager_run_duration_seconds_count{worker="hello"} 1.0' in text
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(20)
