@@ -1005,20 +1005,7 @@ def listening(storage: Storage) -> Iterator[tuple[threading.Event, list[bool]]]:
 @postgres_only
 def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) -> None:
     mine, other = backend.open(), backend.open()
-    heard = threading.Event()
-    kinds: list[bool] = []
-
-    def on_change(work: bool) -> None:
-        kinds.append(work)
-        heard.set()
-
-    stop = mine.listen(on_change)  # type: ignore[attr-defined]
-    try:
-        assert heard.wait(10), "no call after connecting"
-        deadline = time.monotonic() + 10
-        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.01)
-        heard.clear()
+    with listening(mine) as (heard, kinds):
         insert(mine, work("own"))
         assert not heard.wait(0.3), "own commits are not news"
         insert(other, work("theirs"))
@@ -1038,8 +1025,6 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         heard.clear()
         insert(other, work("after"))
         assert heard.wait(10), "not listening again after the reconnect"
-    finally:
-        stop()
 
 
 @postgres_only
