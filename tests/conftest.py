@@ -1,4 +1,5 @@
-"""Shared fixtures: a gate that holds a worker inside do_work, and helper threads to enqueue from.
+"""Shared fixtures: a gate that holds a worker inside do_work, helper threads to enqueue from,
+and a fresh PostgreSQL schema.
 
 The test manager runs work inline in the thread that made it runnable, so to look at a
 RUNNING worker a test enqueues from a helper thread and lets the worker wait on the gate.
@@ -9,11 +10,14 @@ never hangs the suite.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from services import POSTGRES_URL, require_postgres
 
 #: Upper bound for any wait on another thread; reached only when a test is already failing.
 WAIT_S = 10.0
@@ -82,3 +86,16 @@ def in_background(gate: Gate, closing: Callable[[Any], Any]) -> Iterator[Callabl
     assert not [t for t in threads if t.is_alive()], "a helper thread did not finish"
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the test server (skips without one, fails under CI), dropped afterwards."""
+    import psycopg
+
+    require_postgres()
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}schema={schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

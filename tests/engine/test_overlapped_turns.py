@@ -9,30 +9,15 @@ records its starts, so "started once" is checked, not assumed.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services import POSTGRES_URL, require_postgres
 from workmanager import Configuration, OneTimeWorkRequest, Result, Worker, WorkInfo, WorkManager, faults
 
 S = WorkInfo.State
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema on the test server, dropped afterwards."""
-    import psycopg
-
-    require_postgres()
-    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}schema={schema}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(autouse=True)

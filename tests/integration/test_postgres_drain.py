@@ -8,31 +8,16 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from services import POSTGRES_URL, require_postgres, unavailable
+from services import unavailable
 from workmanager import OneTimeWorkRequest, WorkInfo, WorkManager
 
 from .conftest import Cluster
 from .ledger_app import Mark
 
 S = WorkInfo.State
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema on the test server, dropped afterwards."""
-    import psycopg
-
-    require_postgres()
-    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}schema={schema}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def drain(cluster: Cluster, url: str, jobs: int, workers: int) -> float:
