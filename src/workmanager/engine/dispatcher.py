@@ -276,9 +276,11 @@ class Engine:
             log.exception("start_work of %s raised", run.claimed.id)
             return Failed(runner.error_output(exc))
 
-    def _apply(self, items: list[tuple[ClaimedWork, Outcome]], now: int) -> None:
+    def _apply(self, items: list[tuple[ClaimedWork, Outcome]], now: int) -> bool:
+        """Finished runs in a transaction of their own; whether it made a work change."""
         with self._storage.transaction() as tx:
             self._apply_in(tx, items, now)
+        return tx.work_changed
 
     def _apply_in(self, tx: Transaction, items: list[tuple[ClaimedWork, Outcome]], now: int) -> None:
         """Persist finished runs inside ``tx`` (several per transaction: a group commit)."""
@@ -592,12 +594,15 @@ class Engine:
         #: Finished runs recorded on the side while this turn claims (see _turn_overlapped).
         recording: Future[bool] | None = None
         try:
-            if not completions and not usage and want_ordinary and not want_expedited and self._claim_alone:
+            # Ordinary claims only (no expedited work, no quota usage to record): on PostgreSQL
+            # one statement, beside the recording of finished runs if there are any.
+            ordinary_only = want_ordinary and not want_expedited and not usage
+            if ordinary_only and not completions and self._claim_alone:
                 claimed, full = self._turn_claim_alone(
                     now, min(free, ordinary_free), names, outputs, suspects
                 )
                 work_changed = False  # claims change states only
-            elif completions and not usage and want_ordinary and not want_expedited and self._recorder:
+            elif ordinary_only and completions and self._recorder:
                 claimed, full, recording = self._turn_overlapped(
                     now, completions, min(free, ordinary_free), names, outputs, suspects
                 )
@@ -678,7 +683,7 @@ class Engine:
         error raised.
         """
         assert self._recorder is not None
-        recording = self._recorder.submit(self._record, completions, now)
+        recording = self._recorder.submit(self._apply, completions, now)
         try:
             # Durable, as when it shared the recording's transaction: work that is draining
             # keeps its claims through a crash of the server, rather than starting twice.
@@ -687,12 +692,6 @@ class Engine:
             self._settle(recording, completions)
             raise
         return claimed, full, recording
-
-    def _record(self, completions: list[tuple[ClaimedWork, Outcome]], now: int) -> bool:
-        """Finished runs in a transaction of their own; whether it made a work change."""
-        with self._storage.transaction() as tx:
-            self._apply_in(tx, completions, now)
-        return tx.work_changed
 
     def _settle(
         self, recording: Future[bool], completions: list[tuple[ClaimedWork, Outcome]]
