@@ -81,14 +81,13 @@ _WORK, _STATE = "w", "s"
 #: statement's own transaction (is_local: it ends with it) and notifies listeners (the same
 #: notification sent twice in one transaction is delivered once). Evaluated only for a row
 #: claimed: a claim of nothing writes nothing to flush and tells no one.
+_CLAIM_RETURNING = _Q["work_claim_available"].rstrip().removesuffix(";")
 _CLAIM_ALONE = (
-    _Q["work_claim_available"].rstrip().removesuffix(";")
+    _CLAIM_RETURNING
     + ",\n    set_config('synchronous_commit', 'off', true), pg_notify(%(channel)s, %(payload)s);"
 )
 #: The same, committed durably (work_claim_alone(durable=True)).
-_CLAIM_ALONE_DURABLE = (
-    _Q["work_claim_available"].rstrip().removesuffix(";") + ",\n    pg_notify(%(channel)s, %(payload)s);"
-)
+_CLAIM_ALONE_DURABLE = _CLAIM_RETURNING + ",\n    pg_notify(%(channel)s, %(payload)s);"
 
 #: From this many rows, a batch enqueue goes through COPY (see _copy_insert).
 _COPY_FROM_ROWS = 64
