@@ -733,12 +733,12 @@ class Engine:
         )
         if not suspects or any(c.orphan_count for c in claimed):
             self._suspects_left_out = True  # other suspects may wait: look when it ends
-        for c in claimed:
-            if c.has_prerequisites:
-                # Read after the claim's commit: a SUCCEEDED prerequisite's output no longer
-                # changes, and it is not pruned while this dependent is unfinished.
-                with self._storage.transaction(durable=False) as tx:
-                    outputs[c.id] = tx.work_prerequisite_outputs(c.id)
+        if any(c.has_prerequisites for c in claimed):
+            # Read after the claim's commit, in one transaction for the turn: a SUCCEEDED
+            # prerequisite's output no longer changes, and it is not pruned while this
+            # dependent is unfinished.
+            with self._storage.transaction(durable=False) as tx:
+                _read_prerequisite_outputs(tx, claimed, outputs)
         return claimed, len(claimed) == limit
 
     def _turn_transaction(
@@ -805,9 +805,7 @@ class Engine:
                     claimed += ordinary
                 if not suspects or any(c.orphan_count for c in claimed):
                     self._suspects_left_out = True  # other suspects may wait: look when it ends
-                for c in claimed:
-                    if c.has_prerequisites:
-                        outputs[c.id] = tx.work_prerequisite_outputs(c.id)
+                _read_prerequisite_outputs(tx, claimed, outputs)
                 faults.hit("claim.before_commit", len(claimed))
         return claimed, full, ordinary_free, tx.work_changed
 
@@ -1002,6 +1000,15 @@ def _stop_reason(value: int) -> StopReason:
 
 
 T = TypeVar("T")
+
+
+def _read_prerequisite_outputs(
+    tx: Transaction, claimed: list[ClaimedWork], outputs: dict[str, list[str]]
+) -> None:
+    """The outputs of the prerequisites of each claimed run that has any, into ``outputs``."""
+    for c in claimed:
+        if c.has_prerequisites:
+            outputs[c.id] = tx.work_prerequisite_outputs(c.id)
 
 
 def _drain(queue: collections.deque[T]) -> list[T]:
