@@ -80,3 +80,28 @@ def test_a_file_from_before_the_tags_trigger_files_new_work_under_its_tags(tmp_p
     assert [i.id for i in upgraded.get_work_infos_by_tag("shared")] == [request.id]
     assert [i.id for i in upgraded.get_work_infos_by_tag("noop")] == [request.id]
     upgraded.close()
+
+
+def test_a_file_from_before_the_in_list_fix_gets_the_pruning_index_without_an_in_list(tmp_path, monkeypatch):
+    """SQLite rebuilds a constant IN list of three values into a temporary B-tree each time a
+    partial index's condition is tested: on every insert and state change. The upgraded index
+    spells it as ORs, and pruning still finds finished work through it."""
+    path = tmp_path / "w.db"
+    monkeypatch.setattr(sqlite_backend, "_MIGRATIONS", [m for m in sqlite_backend._MIGRATIONS if m[0] < 4])
+    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 3)
+    old = WorkManager(path, workers=[Noop])
+    finished = OneTimeWorkRequest(Noop)
+    old.enqueue(finished)
+    old.cancel_work_by_id(finished.id)
+    old.close()
+    monkeypatch.undo()
+
+    upgraded = WorkManager(path, workers=[Noop])
+
+    (condition,) = sqlite3.connect(path).execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'workspec_finished_expiry'"
+    ).fetchone()
+    assert " IN " not in condition.upper()
+    assert upgraded.prune_work() == 1
+    assert upgraded.get_work_info_by_id(finished.id) is None
+    upgraded.close()

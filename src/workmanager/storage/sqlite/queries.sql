@@ -312,9 +312,10 @@ RETURNING id, state;
 -- last enqueue plus its retention is older than that (automatic pruning), NULL prunes all.
 -- One range on workspec_finished_expiry either way (an "IS NULL OR" would hide the index;
 -- without INDEXED BY the planner prefers the equality on state of workspec_state_next_run,
--- which walks every finished row).
+-- which walks every finished row). The state test is the index's condition word for word:
+-- SQLite matches a partial index by its expression, and "state IN (2, 3, 5)" is not it.
 DELETE FROM workspec INDEXED BY workspec_finished_expiry
-WHERE state IN (2, 3, 5)
+WHERE (state = 2 OR state = 3 OR state = 5)
   AND last_enqueue_time + minimum_retention_ms < coalesce(:older_than, 9223372036854775807)
   AND NOT EXISTS (SELECT 1 FROM dependency d JOIN workspec w2 ON w2.id = d.work_id
                   WHERE d.prerequisite_id = workspec.id AND w2.state NOT IN (2, 3, 5));
