@@ -98,9 +98,11 @@ def test_a_file_from_before_the_in_list_fix_gets_the_pruning_index_without_an_in
 
     upgraded = WorkManager(path, workers=[Noop])
 
-    (condition,) = sqlite3.connect(path).execute(
-        "SELECT sql FROM sqlite_master WHERE name = 'workspec_finished_expiry'"
-    ).fetchone()
+    (condition,) = (
+        sqlite3.connect(path)
+        .execute("SELECT sql FROM sqlite_master WHERE name = 'workspec_finished_expiry'")
+        .fetchone()
+    )
     assert " IN " not in condition.upper()
     assert upgraded.prune_work() == 1
     assert upgraded.get_work_info_by_id(finished.id) is None
