@@ -77,6 +77,7 @@ class WorkManagerProject(Adapter):
         self.backend = backend
         self.wm: Any = None
         self.mark: Any = None
+        self.request_class: Any = None
 
     def _db(self) -> str:
         return "bench_" + self.name.replace("-", "_")
@@ -96,21 +97,21 @@ class WorkManagerProject(Adapter):
         else:
             common.ensure_pg_database(self._db(), recreate=True)
         self.wm, self.mark = _manager(self.url())
+        # Imported once, as an application would (not per request, inside the timed loop).
+        from workmanager import OneTimeWorkRequest
+
+        self.request_class = OneTimeWorkRequest
 
     def reset(self) -> None:
         self.wm.cancel_all_work()
         self.wm.prune_work()
 
-    def _request(self, i: int) -> Any:
-        from workmanager import OneTimeWorkRequest
-
-        return OneTimeWorkRequest(self.mark, input_data={"i": i})
-
     def enqueue_one(self, i: int) -> None:
-        self.wm.enqueue(self._request(i))
+        self.wm.enqueue(self.request_class(self.mark, input_data={"i": i}))
 
     def enqueue_bulk(self, ids: list[int]) -> None:
-        self.wm.enqueue([self._request(i) for i in ids])
+        request, mark = self.request_class, self.mark
+        self.wm.enqueue([request(mark, input_data={"i": i}) for i in ids])
 
     def pending(self) -> int:
         from workmanager import WorkInfo, WorkQuery

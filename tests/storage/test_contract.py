@@ -255,6 +255,30 @@ def test_a_large_batch_inserted_alone_reads_back_whole_and_a_duplicate_in_it_wri
     assert storage.work_info_by_tag("late") == []
 
 
+@pytest.mark.parametrize("count", [3, 300])
+def test_a_streamed_batch_is_read_as_it_is_written_and_an_error_in_it_writes_nothing(
+    storage: Storage, count: int
+) -> None:
+    """work_insert_stream takes rows as it writes them (300: through PostgreSQL's COPY); a row
+    that cannot be built leaves none of the batch behind, and the storage usable."""
+    rows = [work(tags=("streamed", f"n{i}"), next_run_time=i) for i in range(count)]
+    storage.work_insert_stream(count, iter(rows))
+    assert len(storage.work_info_by_tag("streamed")) == count
+    assert [r.id for r in storage.work_info_by_tag(f"n{count - 1}")] == [rows[-1].id]
+
+    def failing_midway() -> Iterator[NewWork]:
+        for i in range(count):
+            if i == count // 2:
+                raise ValueError("input_data is too large")
+            yield work(tags=("broken",))
+
+    with pytest.raises(ValueError, match="too large"):
+        storage.work_insert_stream(count, failing_midway())
+    assert storage.work_info_by_tag("broken") == []
+    storage.work_insert_stream(1, iter([work("after")]))
+    assert state_of(storage, "after") == ENQUEUED
+
+
 @postgres_only
 def test_the_postgres_copy_types_are_the_work_tables_column_types(backend: Backend) -> None:
     from workmanager.storage.postgres import _WORK_COPY_TYPES

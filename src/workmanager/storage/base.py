@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
@@ -414,6 +414,13 @@ class Storage(Protocol):
 
     def work_insert_alone(self, rows: list[NewWork]) -> None:
         """Transaction.work_insert in a transaction of its own (the common enqueue)."""
+        ...
+
+    def work_insert_stream(self, count: int, rows: Iterable[NewWork]) -> None:
+        """work_insert_alone for ``count`` rows without unique names or prerequisites, taken
+        from ``rows`` as they are written: a backend that streams a batch (PostgreSQL's COPY)
+        builds each row while the server stores the ones before it. An error raised while
+        rows are taken inserts none of them."""
         ...
 
     def work_info_by_id(self, work_id: str) -> InfoRow | None: ...

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -669,6 +669,11 @@ class SqliteStorage(DashboardReads):
                 raise
             self._commit(conn)
             self._notify(work=True)
+
+    def work_insert_stream(self, count: int, rows: Iterable[NewWork]) -> None:
+        """work_insert_alone: SQLite runs in this process, so there is nothing to overlap
+        the building of rows with."""
+        self.work_insert_alone(list(rows))
 
     def _insert_one_statement(self, conn: sqlite3.Connection, row: NewWork) -> None:
         """One request (its tags filed by trigger) as one autocommitted statement: SQLite's
