@@ -255,6 +255,46 @@ def test_a_large_batch_inserted_alone_reads_back_whole_and_a_duplicate_in_it_wri
     assert storage.work_info_by_tag("late") == []
 
 
+@pytest.mark.parametrize("how", ["one", "batch", "copy", "stream"])
+def test_work_is_found_under_its_workers_name_however_it_was_inserted(backend: Backend, how: str) -> None:
+    """Every request carries its worker's name as a tag (Android: the class name). PostgreSQL
+    files no worktag row for it (the work row holds the name; migration 0004) and finds it
+    through workspec_state_worker; SQLite files one. Either way every tag lookup sees it, and
+    a user's tag that happens to be another worker's name is still a tag."""
+    storage = backend.open()
+    mailer = [work(worker="mailer", tags=("mailer", "urgent"), next_run_time=i) for i in range(3)]
+    other = work(worker="printer", tags=("printer", "mailer"))  # tagged with another worker's name
+    done = work(worker="mailer", tags=("mailer",), state=SUCCEEDED)
+    rows = [*mailer, other, done]
+    if how == "one":
+        for row in rows:
+            storage.work_insert_alone([row])
+    elif how == "batch":
+        insert(storage, *rows)
+    elif how == "copy":  # PostgreSQL's COPY path (storage.postgres._COPY_FROM_ROWS rows)
+        rows += [work(worker="filler", tags=("filler",)) for _ in range(100)]
+        storage.work_insert_alone(rows)
+    else:
+        rows += [work(worker="filler", tags=("filler",)) for _ in range(100)]
+        storage.work_insert_stream(len(rows), iter(rows))
+    mine = {r.id for r in [*mailer, other, done]}
+
+    assert {r.id for r in storage.work_info_by_tag("mailer")} == mine
+    assert {r.id for r in storage.work_info_query(ids=None, tags=["mailer"], names=None, states=None)} == mine
+    assert {r.id for r in storage.work_info_by_tag("urgent")} == {r.id for r in mailer}
+    with storage.transaction() as tx:
+        assert set(tx.work_unfinished_ids(tag="mailer")) == mine - {done.id}
+    assert storage.work_count_upto(cap=100, tag="printer") >= 1
+    page = storage.work_page(via="id", before=None, limit=50, tag="mailer")
+    assert {r["id"] for r in page} == mine
+    assert {
+        r["id"] for r in storage.work_page(via="state", before=None, limit=50, tag="mailer", state=SUCCEEDED)
+    } == {done.id}
+    if backend.kind == "postgres":
+        filed = backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'")
+        assert filed == [(1,)]  # only the user's tag on the printer's work
+
+
 @pytest.mark.parametrize("count", [3, 300])
 def test_a_streamed_batch_is_read_as_it_is_written_and_an_error_in_it_writes_nothing(
     storage: Storage, count: int
@@ -944,6 +984,33 @@ def test_an_older_schema_is_upgraded_without_the_creation_order_index(
 
     assert "workspec_created" not in index_names(backend)
     assert page(upgraded) == ids[::-1]
+
+
+@postgres_only
+def test_an_older_postgres_schema_loses_its_worker_name_tag_rows_and_still_finds_the_work(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0004: the worker's name moves from worktag to workspec_state_worker; the work
+    filed under it before is found under it after, and its other tags stay."""
+    module = importlib.import_module("workmanager.storage.postgres")
+    before = [name for _, name, _ in module._MIGRATIONS].index("0004_worker_name_tag_by_index.sql")
+    with monkeypatch.context() as old_release:
+        old_release.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:before])
+        old_release.setattr(module, "SCHEMA_VERSION", before)
+        old = backend.open()
+        ids = insert(
+            old, work(worker="mailer", tags=("mailer", "urgent")), work(worker="mailer", tags=("mailer",))
+        )
+        # As the older release filed them (this release's insert no longer does).
+        backend.sql("INSERT INTO worktag (tag, work_id) SELECT worker_name, id FROM workspec")
+        assert backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'") == [(2,)]
+
+    upgraded = backend.open()
+
+    assert backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'") == [(0,)]
+    assert "workspec_state_worker" in index_names(backend) and "workspec_state" not in index_names(backend)
+    assert sorted(r.id for r in upgraded.work_info_by_tag("mailer")) == sorted(ids)
+    assert [r.id for r in upgraded.work_info_by_tag("urgent")] == [ids[0]]
 
 
 #: The migration that drops workspec_created, on each backend.

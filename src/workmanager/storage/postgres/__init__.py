@@ -215,6 +215,12 @@ def _runner(row: tuple[Any, ...]) -> RunnerRow:
     return RunnerRow(*row)
 
 
+def _worktag_rows(row: NewWork) -> list[tuple[str, str]]:
+    """The worktag rows of a work row: its tags but its worker's name, which the work row
+    itself holds and workspec_state_worker indexes (migration 0004)."""
+    return [(tag, row.id) for tag in row.tags if tag != row.worker_name]
+
+
 class PostgresTransaction:
     """The write half of the interface, on one connection inside BEGIN ... COMMIT."""
 
@@ -289,7 +295,7 @@ class PostgresTransaction:
                         cur.execute(_Q["work_insert"], insert_params(rows[0]))
                     else:
                         cur.execute(_Q["work_insert_plain"], plain)
-                    tags = [(t, rows[0].id) for t in rows[0].tags]
+                    tags = _worktag_rows(rows[0])
                     if len(tags) == 1:
                         cur.execute(_Q["worktag_insert"], tags[0])
                     elif tags:
@@ -573,9 +579,10 @@ class PostgresTransaction:
             return False
         # Tags are replaced wholesale, as on Android.
         self._exec("worktag_delete", {"id": work_id, "tags": list(old_tags)})
-        if row.tags:
+        tags = _worktag_rows(row._replace(id=work_id))
+        if tags:
             with self._conn.cursor() as cur:
-                cur.executemany(_Q["worktag_insert"], [(t, work_id) for t in row.tags])
+                cur.executemany(_Q["worktag_insert"], tags)
             self._sync()
         return True
 
@@ -842,12 +849,14 @@ class PostgresStorage(DashboardReads):
                     copy.set_types(_WORK_COPY_TYPES)
                     for row in rows:
                         copy.write_row(insert_params(row))
-                        work_id = row.id
-                        tagged += [(tag, work_id) for tag in row.tags]
-                with cur.copy(_Q["worktag_copy"]) as copy:
-                    copy.set_types(_WORKTAG_COPY_TYPES)
-                    for tag_row in tagged:
-                        copy.write_row(tag_row)
+                        tags = row.tags
+                        if len(tags) != 1 or tags[0] != row.worker_name:  # most: that one tag
+                            tagged += _worktag_rows(row)
+                if tagged:
+                    with cur.copy(_Q["worktag_copy"]) as copy:
+                        copy.set_types(_WORKTAG_COPY_TYPES)
+                        for tag_row in tagged:
+                            copy.write_row(tag_row)
                 cur.execute(_Q["notify"], {"channel": self.channel, "payload": payload})
         except psycopg.errors.UniqueViolation as exc:
             raise _already_exists(exc) from exc

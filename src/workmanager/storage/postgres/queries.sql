@@ -41,10 +41,11 @@ WITH inserted AS (
         cron_timezone, custom_constraints, trigger_paths, trigger_update_delay_ms, trigger_max_delay_ms, tags)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
         %s, %s, %s, %s, %s, %s)
-    RETURNING id, tags),
+    RETURNING id, worker_name, tags),
 tagged AS (
     INSERT INTO worktag (tag, work_id)
-    SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag))
+    SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag)
+    WHERE t.tag <> inserted.worker_name)
 SELECT pg_notify(%s, %s) FROM inserted;
 
 -- name: work_insert_alone_plain
@@ -55,10 +56,11 @@ WITH inserted AS (
         last_enqueue_time, next_run_time, minimum_retention_ms, expedited, out_of_quota_policy,
         stop_reason, created_at, trigger_update_delay_ms, trigger_max_delay_ms, tags)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-    RETURNING id, tags),
+    RETURNING id, worker_name, tags),
 tagged AS (
     INSERT INTO worktag (tag, work_id)
-    SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag))
+    SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag)
+    WHERE t.tag <> inserted.worker_name)
 SELECT pg_notify(%s, %s) FROM inserted;
 
 -- name: work_insert_many
@@ -80,9 +82,10 @@ WITH inserted AS (
         (r->>17)::bigint, (r->>18)::integer, (r->>19)::integer, (r->>20)::integer, (r->>21)::bigint,
         (r->>22)::bigint, r->>23, r->>24, r->>25, r->>26, (r->>27)::integer, (r->>28)::integer, r->>29
     FROM jsonb_array_elements(%(rows)s::jsonb) AS r
-    RETURNING id, tags)
+    RETURNING id, worker_name, tags)
 INSERT INTO worktag (tag, work_id)
 SELECT t.tag, inserted.id FROM inserted, jsonb_array_elements_text(inserted.tags::jsonb) AS t(tag)
+WHERE t.tag <> inserted.worker_name
 ON CONFLICT DO NOTHING;
 
 -- name: work_copy
@@ -97,6 +100,8 @@ COPY workspec (
 FROM STDIN (FORMAT BINARY);
 
 -- name: worktag_copy
+-- Tags other than the worker's name, as everywhere: a work row is found under its worker's
+-- name by workspec_state_worker (migration 0004), not by a worktag row.
 COPY worktag (tag, work_id) FROM STDIN (FORMAT BINARY);
 
 -- name: worktag_insert
@@ -333,8 +338,11 @@ WHERE id IN (SELECT id FROM target) AND state NOT IN (2, 3, 5)
 RETURNING id, runner_id;
 
 -- name: work_unfinished_ids_by_tag
+-- The tag's worktag rows, and the work of a worker of that name (workspec_state_worker).
 SELECT work_id FROM worktag t JOIN workspec w ON w.id = t.work_id
-WHERE t.tag = %(tag)s AND w.state NOT IN (2, 3, 5);
+WHERE t.tag = %(tag)s AND w.state NOT IN (2, 3, 5)
+UNION ALL
+SELECT id FROM workspec WHERE state = ANY('{0,1,4}'::smallint[]) AND worker_name = %(tag)s;
 
 -- name: work_unfinished_ids_by_name
 SELECT work_id FROM workname n JOIN workspec w ON w.id = n.work_id
@@ -358,7 +366,10 @@ SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
     w.stop_reason, w.tags, w.foreground, w.custom_constraints
-FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = %(tag)s
+FROM workspec w
+WHERE w.id IN (SELECT work_id FROM worktag WHERE tag = %(tag)s
+               UNION ALL
+               SELECT id FROM workspec WHERE state = ANY('{0,1,2,3,4,5}'::smallint[]) AND worker_name = %(tag)s)
 ORDER BY w.created_at, w.id;
 
 -- name: work_info_by_name
@@ -378,7 +389,10 @@ SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
 FROM workspec w
 WHERE (%(ids)s::text[] IS NULL OR w.id = ANY(%(ids)s::text[]))
   AND (%(states)s::int[] IS NULL OR w.state = ANY(%(states)s::int[]))
-  AND (%(tags)s::text[] IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag = ANY(%(tags)s::text[])))
+  AND (%(tags)s::text[] IS NULL OR w.id IN (
+        SELECT work_id FROM worktag WHERE tag = ANY(%(tags)s::text[])
+        UNION ALL
+        SELECT id FROM workspec WHERE state = ANY('{0,1,2,3,4,5}'::smallint[]) AND worker_name = ANY(%(tags)s::text[])))
   AND (%(names)s::text[] IS NULL OR w.id IN (SELECT work_id FROM workname
                                              WHERE name = ANY(%(names)s::text[])))
 ORDER BY w.created_at, w.id;
@@ -392,7 +406,8 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
 FROM workspec w
 WHERE (%(state)s::int IS NULL OR w.state = %(state)s::int)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag = %(tag)s::text))
+  AND (%(tag)s::text IS NULL OR w.worker_name = %(tag)s::text
+       OR w.id IN (SELECT work_id FROM worktag WHERE tag = %(tag)s::text))
   AND (%(name)s::text IS NULL OR w.id IN (SELECT work_id FROM workname WHERE name = %(name)s::text))
 ORDER BY CASE WHEN %(oldest_first)s THEN w.created_at ELSE -w.created_at END, w.id
 LIMIT %(limit)s;
@@ -640,7 +655,7 @@ WHERE w.id <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
   AND w.id >= %(floor_id)s::text
   AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR EXISTS (
+  AND (%(tag)s::text IS NULL OR w.worker_name = %(tag)s::text OR EXISTS (
         SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
   AND (%(name)s::text IS NULL OR EXISTS (
         SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
@@ -655,7 +670,7 @@ WHERE w.state = %(state)s::int
   AND w.id || '' <= coalesce(%(before_id)s::text, (SELECT max(id) FROM workspec))
   AND w.id IS DISTINCT FROM %(before_id)s::text
   AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-  AND (%(tag)s::text IS NULL OR EXISTS (
+  AND (%(tag)s::text IS NULL OR w.worker_name = %(tag)s::text OR EXISTS (
         SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
   AND (%(name)s::text IS NULL OR EXISTS (
         SELECT 1 FROM workname n WHERE n.name = %(name)s::text AND n.work_id = w.id))
@@ -663,7 +678,8 @@ ORDER BY w.id || '' DESC
 LIMIT %(limit)s;
 
 -- name: work_page_with_tag
--- The tag's entries in id order (its primary key), each row looked up as they come (LATERAL,
+-- Only for a tag that is no worker's name (worktag_count_upto sees to it: worktag holds no
+-- entry for a worker's name). The tag's entries in id order (its primary key), each row looked up as they come (LATERAL,
 -- OFFSET 0: the planner may not turn it into a join that scans the work table for a filter it
 -- guesses rare), so a page stops after its rows and never reads more than the tag's.
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
@@ -691,7 +707,7 @@ FROM workname n CROSS JOIN LATERAL (
     WHERE w.id = n.work_id
       AND (%(state)s::int IS NULL OR w.state = %(state)s::int)
       AND (%(worker)s::text IS NULL OR w.worker_name = %(worker)s::text)
-      AND (%(tag)s::text IS NULL OR EXISTS (
+      AND (%(tag)s::text IS NULL OR w.worker_name = %(tag)s::text OR EXISTS (
             SELECT 1 FROM worktag t WHERE t.tag = %(tag)s::text AND t.work_id = w.id))
     OFFSET 0) w
 WHERE n.name = %(name)s::text
@@ -714,7 +730,12 @@ LIMIT 1 OFFSET %(scan)s - 1;
 SELECT count(*) FROM (SELECT 1 FROM workspec WHERE state = %(state)s LIMIT %(cap)s) AS s;
 
 -- name: worktag_count_upto
-SELECT count(*) FROM (SELECT 1 FROM worktag WHERE tag = %(tag)s LIMIT %(cap)s) AS s;
+-- A worker's name counts as the cap: worktag holds no entry for it (migration 0004), so its
+-- page cannot walk worktag's key in id order, and the caller walks another index.
+SELECT CASE WHEN EXISTS (SELECT 1 FROM workspec WHERE state = ANY('{0,1,2,3,4,5}'::smallint[]) AND worker_name = %(tag)s)
+    THEN %(cap)s
+    ELSE (SELECT count(*) FROM (SELECT 1 FROM worktag WHERE tag = %(tag)s LIMIT %(cap)s) AS s)
+END;
 
 -- name: workname_count_upto
 SELECT count(*) FROM (SELECT 1 FROM workname WHERE name = %(name)s LIMIT %(cap)s) AS s;
