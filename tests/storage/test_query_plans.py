@@ -184,3 +184,40 @@ def test_the_claim_walks_the_claim_index_and_looks_for_a_suspect_only_among_the_
     assert "Index Scan using workspec_claim on workspec" in text, text
     assert "Seq Scan on workspec" not in text, text
     assert "Sort Key: ready_1.next_run_time" in text and "(never executed)" in text, text
+
+
+@pytest.mark.parametrize("query", ["work_claim_available", "work_next_due"])
+def test_a_claim_for_named_workers_walks_the_claim_index_even_when_statistics_say_nothing_waits(query):
+    """workspec_state_worker (state, worker_name) matches "state = 0 AND worker_name = ANY(...)"
+    exactly; on a new table (no statistics yet, as a queue's are stale anyway) the planner took
+    it and sorted every waiting row, each claim (a 20,000-job drain ran at 60 %). The claim
+    must walk the claim index in start order and stop at its limit."""
+    require_postgres()
+    import psycopg
+    from test_contract import work
+
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    storage = PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration())
+    try:
+        storage.work_insert_alone([work(worker="w", next_run_time=i) for i in range(2_000)])
+        params = {
+            "now": 2**53,
+            "limit": 256,
+            "runner_id": "r",
+            "run_token": 1,
+            "names": ["w"],
+            "suspects": True,
+        }
+        with psycopg.connect(
+            POSTGRES_URL, options=f"-c search_path={schema} -c enable_bitmapscan=off"
+        ) as conn:
+            cur = conn.execute(
+                "EXPLAIN (COSTS OFF) " + _PG_Q[query], {**params, **_pg_constraint_params(None, None)}
+            )
+            text = "\n".join(row[0] for row in cur.fetchall())
+            conn.rollback()
+    finally:
+        storage.close()
+        drop_schema(schema)
+    assert "Index Scan using workspec_claim on workspec" in text, text
+    assert "workspec_state_worker" not in text, text

@@ -122,6 +122,9 @@ INSERT INTO dependency (work_id, prerequisite_id) VALUES (%s, %s) ON CONFLICT DO
 SELECT id, state FROM workspec WHERE id = ANY(%(ids)s::text[]) FOR SHARE;
 
 -- name: work_claim_available
+-- "worker_name || ''" (here, in the expedited claim and in work_next_due): an expression no
+-- index has, so that the planner walks the claim index in start order rather than take
+-- workspec_state_worker's (state, worker_name) for an exact match and sort every waiting row.
 -- Claim up to %(limit)s runnable rows for %(runner_id)s in one statement. SKIP LOCKED: rows
 -- another worker is claiming right now are passed over, not waited for. %(names)s: runnable
 -- worker names, or NULL when this process can run any name. Constraint answers as in SQLite.
@@ -138,7 +141,7 @@ FROM (
     WITH ready AS MATERIALIZED (
         SELECT id, orphan_count, next_run_time FROM workspec
         WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND next_run_time <= %(now)s
-          AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+          AND (%(names)s::text[] IS NULL OR worker_name || '' = ANY(%(names)s::text[]))
           AND ((required_network_type = 0
                 OR (required_network_type = 1 AND %(net_connected)s)
                 OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
@@ -175,7 +178,7 @@ FROM (
     WITH ready AS MATERIALIZED (
         SELECT id, orphan_count, next_run_time FROM workspec
         WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND expedited = 1 AND next_run_time <= %(now)s
-          AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+          AND (%(names)s::text[] IS NULL OR worker_name || '' = ANY(%(names)s::text[]))
           AND ((required_network_type = 0
                 OR (required_network_type = 1 AND %(net_connected)s)
                 OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
@@ -209,7 +212,7 @@ SELECT next_run_time,
     -- skips the expedited claim.
     EXISTS (SELECT 1 FROM workspec WHERE state = 0 AND expedited = 1) AS expedited_waiting
 FROM workspec
-WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND (%(names)s::text[] IS NULL OR worker_name = ANY(%(names)s::text[]))
+WHERE state = 0 AND (orphan_count = 0 OR %(suspects)s) AND (%(names)s::text[] IS NULL OR worker_name || '' = ANY(%(names)s::text[]))
       AND ((required_network_type = 0
             OR (required_network_type = 1 AND %(net_connected)s)
             OR (required_network_type IN (2, 5) AND %(net_unmetered)s)
