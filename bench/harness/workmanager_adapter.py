@@ -63,13 +63,14 @@ class WorkManagerProject(Adapter):
     packages = ("workmanager", "psycopg")
     # The defaults are what users get; "tuned" is what a user draining short jobs would set,
     # as the peers' tuned variants do (try others with --extra-variant 'label={...}').
-    # tuned: the best of max_concurrency 64/128/256/512 tried on PostgreSQL (w2, 2026-11-29:
-    # 18.1k/19.5k/21.0k/21.5k jobs/s; SQLite 21.0k/21.7k/20.6k/20.4k), as the baseline tried
-    # batch sizes for the peers; 256 rather than 512 for the threads it keeps.
-    worker_variants = {"default": {}, "tuned": {"max_concurrency": 256}}
+    # tuned: the best of the max_concurrency values tried, as the baseline tried batch sizes
+    # for the peers (w2). Session 5: 64/128/256/512 drained PostgreSQL at 18.1k/19.5k/21.0k/
+    # 21.5k jobs/s, SQLite at 21.0k/21.7k/20.6k/20.4k. Session 6 (another machine, slower):
+    # PostgreSQL 256/512/1024 at 14.0k/15.6k/14.5k (medians of 3). 512 for both backends.
+    worker_variants = {"default": {}, "tuned": {"max_concurrency": 512}}
     variant_notes = {
         "default": "WorkManager(url, workers=[Mark]) with library defaults (max_concurrency=16)",
-        "tuned": "Configuration(max_concurrency=256): more runs per claim and per group commit",
+        "tuned": "Configuration(max_concurrency=512): more runs per claim and per group commit",
     }
     notes = "public API only; SQLite: durability='full' (WAL, synchronous=FULL) by default"
 
