@@ -183,41 +183,43 @@ class WorkManager:
         """
         if isinstance(requests, WorkRequest):  # one request: no list to check for repeats
             self._check_worker(requests)
-            row = records.new_work(requests, now=self._clock.now_ms(), config=self.configuration)
-            self._insert([row], connection)
-            return
-        batch = list(requests)
-        if not batch:
-            raise ValueError("enqueue needs at least one request, got an empty list")
-        seen: set[int] = set()  # the ids' ints: UUID.__hash__ is Python code
-        for request in batch:
-            if not isinstance(request, WorkRequest):
-                raise ValueError(f"enqueue takes WorkRequests, got {type(request).__name__}")
-            key = request.id.int
-            if key in seen:
-                raise ValueError(f"request {request.id} appears twice in one enqueue")
-            seen.add(key)
-            self._check_worker(request)
+            batch = [requests]
+        else:
+            batch = list(requests)
+            if not batch:
+                raise ValueError("enqueue needs at least one request, got an empty list")
+            seen: set[int] = set()  # the ids' ints: UUID.__hash__ is Python code
+            for request in batch:
+                if not isinstance(request, WorkRequest):
+                    raise ValueError(f"enqueue takes WorkRequests, got {type(request).__name__}")
+                key = request.id.int
+                if key in seen:
+                    raise ValueError(f"request {request.id} appears twice in one enqueue")
+                seen.add(key)
+                self._check_worker(request)
         now = self._clock.now_ms()
         config = self.configuration
-        if connection is None and not self._inline and not _may_drop_requests_out_of_quota(batch):
-            # Nothing to read or decide first: the rows are built as the storage writes them.
-            faults.hit("enqueue.before_commit")
-            self._storage.work_insert_stream(
-                len(batch), (records.new_work(r, now=now, config=config) for r in batch)
-            )
+        if connection is None and not self._inline and not _may_drop_out_of_quota(batch):
+            # Nothing to read or decide first: the storage's shortest way to insert. A batch's
+            # rows are built as the storage writes them (PostgreSQL's COPY streams them).
+            faults.hit("enqueue.before_commit")  # one statement here: before it is before commit
+            if len(batch) == 1:
+                self._storage.work_insert_alone([records.new_work(batch[0], now=now, config=config)])
+            else:
+                self._storage.work_insert_stream(
+                    len(batch), (records.new_work(r, now=now, config=config) for r in batch)
+                )
             faults.hit("enqueue.after_commit")
             self._changed()
             return
-        rows = [records.new_work(r, now=now, config=config) for r in batch]
-        self._insert(rows, connection)
+        self._insert_in_transaction([records.new_work(r, now=now, config=config) for r in batch], connection)
 
     def _drop_out_of_quota(self, tx: Transaction, rows: list[NewWork]) -> list[NewWork]:
         """Expedited requests with OutOfQuotaPolicy.DROP_WORK_REQUEST are not enqueued while the
         expedited quota is used up (Android: "no work requests are enqueued")."""
-        if not _may_drop_out_of_quota(rows):
-            return rows
         drop = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
+        if not any(r.expedited and r.out_of_quota_policy == drop for r in rows):
+            return rows
         window_start = rows[0].created_at - to_ms(self.configuration.expedited_quota_window)
         if tx.expedited_usage_since(window_start) < to_ms(self.configuration.expedited_quota):
             return rows
@@ -236,14 +238,9 @@ class WorkManager:
             )
         return transaction_on(connection)  # type: ignore[no-any-return]
 
-    def _insert(self, rows: list[NewWork], connection: Any = None) -> None:
-        if connection is None and not self._inline and not _may_drop_out_of_quota(rows):
-            # Nothing to read or decide first: the storage's shortest way to insert.
-            faults.hit("enqueue.before_commit")  # one statement here: before it is before commit
-            self._storage.work_insert_alone(rows)
-            faults.hit("enqueue.after_commit")
-            self._changed()
-            return
+    def _insert_in_transaction(self, rows: list[NewWork], connection: Any) -> None:
+        """Insert in a transaction of ours or the caller's, after what must be read first
+        (the expedited quota) and before what must follow (the test driver's first period)."""
         with self._transaction(connection) as tx:
             rows = self._drop_out_of_quota(tx, rows)
             if not rows:
@@ -675,18 +672,9 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
         raise ValueError(f"not a work id (uuid): {value!r}") from None
 
 
-_DROP_WORK_REQUEST = OutOfQuotaPolicy.DROP_WORK_REQUEST.value
-
-
-def _may_drop_requests_out_of_quota(requests: list[WorkRequest]) -> bool:
-    """_may_drop_out_of_quota, asked of the requests before their rows are built."""
-    drop = OutOfQuotaPolicy.DROP_WORK_REQUEST
-    return any(r.expedited and r.out_of_quota_policy is drop for r in requests)
-
-
-def _may_drop_out_of_quota(rows: list[NewWork]) -> bool:
-    """Whether any row is expedited work that OutOfQuotaPolicy.DROP_WORK_REQUEST may drop."""
-    for row in rows:  # noqa: SIM110 (a loop, not any(): no generator for the common one row)
-        if row.expedited and row.out_of_quota_policy == _DROP_WORK_REQUEST:
+def _may_drop_out_of_quota(requests: list[WorkRequest]) -> bool:
+    """Whether any request is expedited work that OutOfQuotaPolicy.DROP_WORK_REQUEST may drop."""
+    for request in requests:  # a loop, not any(): no generator for the common one request
+        if request.expedited and request.out_of_quota_policy is OutOfQuotaPolicy.DROP_WORK_REQUEST:
             return True
     return False
