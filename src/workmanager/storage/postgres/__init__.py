@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -215,10 +215,14 @@ def _runner(row: tuple[Any, ...]) -> RunnerRow:
     return RunnerRow(*row)
 
 
-def _worktag_rows(row: NewWork) -> list[tuple[str, str]]:
+def _worktag_rows(row: NewWork) -> Sequence[tuple[str, str]]:
     """The worktag rows of a work row: its tags but its worker's name, which the work row
-    itself holds and workspec_state_worker indexes (migration 0004)."""
-    return [(tag, row.id) for tag in row.tags if tag != row.worker_name]
+    itself holds and workspec_state_worker indexes (migration 0004). Most rows have only
+    that tag: none, without building a list."""
+    tags = row.tags
+    if len(tags) == 1 and tags[0] == row.worker_name:
+        return ()
+    return [(tag, row.id) for tag in tags if tag != row.worker_name]
 
 
 class PostgresTransaction:
@@ -849,9 +853,7 @@ class PostgresStorage(DashboardReads):
                     copy.set_types(_WORK_COPY_TYPES)
                     for row in rows:
                         copy.write_row(insert_params(row))
-                        tags = row.tags
-                        if len(tags) != 1 or tags[0] != row.worker_name:  # most: that one tag
-                            tagged += _worktag_rows(row)
+                        tagged += _worktag_rows(row)
                 if tagged:
                     with cur.copy(_Q["worktag_copy"]) as copy:
                         copy.set_types(_WORKTAG_COPY_TYPES)
