@@ -156,31 +156,38 @@ def test_next_due_asks_the_expedited_index_whether_expedited_work_waits(tmp_path
     assert any("workspec_expedited_due" in step for step in steps), steps
 
 
-def test_the_claim_walks_the_claim_index_and_looks_for_a_suspect_only_among_the_rows_found_on_postgres():
-    """Suspects (work orphaned before) are taken one per claim; finding that one must not cost
-    the claim its index walk, nor anything at all when no suspect is among the rows found."""
+def claim_plan_on_postgres(rows: list, query: str, params: dict, *, analyze: bool) -> str:
+    """The plan of a claim-side query over ``rows`` in a new schema, on a connection set as
+    PostgresStorage sets its own (no bitmap scans)."""
     require_postgres()
     import psycopg
-    from test_contract import work
 
     schema = f"wmtest_{uuid.uuid4().hex[:12]}"
     storage = PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration())
     try:
-        with storage.transaction() as tx:
-            tx.work_insert([work(next_run_time=i) for i in range(50)])
-        params = {"now": 100, "limit": 4, "runner_id": "r", "run_token": 1, "names": None, "suspects": True}
+        storage.work_insert_alone(rows)
+        explain = "EXPLAIN (ANALYZE, COSTS OFF) " if analyze else "EXPLAIN (COSTS OFF) "
         with psycopg.connect(
             POSTGRES_URL, options=f"-c search_path={schema} -c enable_bitmapscan=off"
         ) as conn:
-            cur = conn.execute(
-                "EXPLAIN (ANALYZE, COSTS OFF) " + _PG_Q["work_claim_available"],
-                {**params, **_pg_constraint_params(None, None)},
-            )
+            cur = conn.execute(explain + _PG_Q[query], {**params, **_pg_constraint_params(None, None)})
             text = "\n".join(row[0] for row in cur.fetchall())
             conn.rollback()
     finally:
         storage.close()
         drop_schema(schema)
+    return text
+
+
+def test_the_claim_walks_the_claim_index_and_looks_for_a_suspect_only_among_the_rows_found_on_postgres():
+    """Suspects (work orphaned before) are taken one per claim; finding that one must not cost
+    the claim its index walk, nor anything at all when no suspect is among the rows found."""
+    from test_contract import work
+
+    params = {"now": 100, "limit": 4, "runner_id": "r", "run_token": 1, "names": None, "suspects": True}
+    text = claim_plan_on_postgres(
+        [work(next_run_time=i) for i in range(50)], "work_claim_available", params, analyze=True
+    )
     assert "Index Scan using workspec_claim on workspec" in text, text
     assert "Seq Scan on workspec" not in text, text
     assert "Sort Key: ready_1.next_run_time" in text and "(never executed)" in text, text
@@ -192,32 +199,11 @@ def test_a_claim_for_named_workers_walks_the_claim_index_even_when_statistics_sa
     exactly; on a new table (no statistics yet, as a queue's are stale anyway) the planner took
     it and sorted every waiting row, each claim (a 20,000-job drain ran at 60 %). The claim
     must walk the claim index in start order and stop at its limit."""
-    require_postgres()
-    import psycopg
     from test_contract import work
 
-    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
-    storage = PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration())
-    try:
-        storage.work_insert_alone([work(worker="w", next_run_time=i) for i in range(2_000)])
-        params = {
-            "now": 2**53,
-            "limit": 256,
-            "runner_id": "r",
-            "run_token": 1,
-            "names": ["w"],
-            "suspects": True,
-        }
-        with psycopg.connect(
-            POSTGRES_URL, options=f"-c search_path={schema} -c enable_bitmapscan=off"
-        ) as conn:
-            cur = conn.execute(
-                "EXPLAIN (COSTS OFF) " + _PG_Q[query], {**params, **_pg_constraint_params(None, None)}
-            )
-            text = "\n".join(row[0] for row in cur.fetchall())
-            conn.rollback()
-    finally:
-        storage.close()
-        drop_schema(schema)
+    params = {"now": 2**53, "limit": 256, "runner_id": "r", "run_token": 1, "names": ["w"], "suspects": True}
+    text = claim_plan_on_postgres(
+        [work(worker="w", next_run_time=i) for i in range(2_000)], query, params, analyze=False
+    )
     assert "Index Scan using workspec_claim on workspec" in text, text
     assert "workspec_state_worker" not in text, text
