@@ -181,8 +181,12 @@ def state_of(storage: Storage, work_id: str) -> int | None:
 # -- the queries themselves ---------------------------------------------------------------------------
 
 
+#: The parts SQLite builds its per-name claims from; PostgreSQL claims in one statement.
+SQLITE_ONLY_QUERIES = {"work_waiting_arm", "work_waiting_names"}
+
+
 def test_postgres_queries_file_has_every_name_the_sqlite_file_has() -> None:
-    sqlite_names = set(load_queries("workmanager.storage.sqlite"))
+    sqlite_names = set(load_queries("workmanager.storage.sqlite")) - SQLITE_ONLY_QUERIES
     postgres_names = set(load_queries("workmanager.storage.postgres"))
     assert sqlite_names <= postgres_names, sorted(sqlite_names - postgres_names)
 
@@ -257,10 +261,10 @@ def test_a_large_batch_inserted_alone_reads_back_whole_and_a_duplicate_in_it_wri
 
 @pytest.mark.parametrize("how", ["one", "batch", "copy", "stream"])
 def test_work_is_found_under_its_workers_name_however_it_was_inserted(backend: Backend, how: str) -> None:
-    """Every request carries its worker's name as a tag (Android: the class name). PostgreSQL
-    files no worktag row for it (the work row holds the name; migration 0004) and finds it
-    through workspec_state_worker; SQLite files one. Either way every tag lookup sees it, and
-    a user's tag that happens to be another worker's name is still a tag."""
+    """Every request carries its worker's name as a tag (Android: the class name). Neither
+    backend files a worktag row for it (the work row holds the name: PostgreSQL's migration
+    0004, SQLite's 0005); every tag lookup finds it through the index by state and worker
+    name, and a user's tag that happens to be another worker's name is still a tag."""
     storage = backend.open()
     mailer = [work(worker="mailer", tags=("mailer", "urgent"), next_run_time=i) for i in range(3)]
     other = work(worker="printer", tags=("printer", "mailer"))  # tagged with another worker's name
@@ -290,9 +294,8 @@ def test_work_is_found_under_its_workers_name_however_it_was_inserted(backend: B
     assert {
         r["id"] for r in storage.work_page(via="state", before=None, limit=50, tag="mailer", state=SUCCEEDED)
     } == {done.id}
-    if backend.kind == "postgres":
-        filed = backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'")
-        assert filed == [(1,)]  # only the user's tag on the printer's work
+    filed = backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'")
+    assert filed == [(1,)]  # only the user's tag on the printer's work
 
 
 @pytest.mark.parametrize("count", [3, 300])
@@ -425,6 +428,34 @@ def test_claim_filters_by_worker_name_and_constraints(storage: Storage) -> None:
     assert storage.work_next_due(["w"], unplugged, ["plugged"]) == 0
     assert claim(storage, names=["w"], constraints=unplugged, constraints_met_ids=["plugged"]) == ["plugged"]
     assert claim(storage, names=["other"]) == ["x"]
+
+
+def test_a_claim_takes_the_earliest_due_work_across_worker_names(storage: Storage) -> None:
+    """SQLite walks each name's waiting rows in due order and merges them: the limit takes the
+    earliest across all names, whether the names are given or any name may run."""
+    due = {"a": [5, 40, 41], "b": [10, 20, 50], "c": [1, 30]}
+    by_time = {
+        t: insert(storage, work(worker=name, next_run_time=t))[0] for name, ts in due.items() for t in ts
+    }
+
+    assert set(claim(storage, 3, names=["a", "b", "c"])) == {by_time[t] for t in (1, 5, 10)}
+    assert set(claim(storage, 2)) == {by_time[t] for t in (20, 30)}
+    assert storage.work_next_due(["a", "b"]) == 40
+    assert claim(storage, 10, names=["b"]) == [by_time[50]]
+    assert storage.work_next_due(None) == 40
+
+
+def test_a_claim_for_more_worker_names_than_are_merged_at_once_still_takes_them_in_due_order(
+    storage: Storage,
+) -> None:
+    names = [f"worker-{i:03d}" for i in range(120)]
+    ids = [
+        insert(storage, work(worker=name, next_run_time=len(names) - i))[0] for i, name in enumerate(names)
+    ]
+
+    assert storage.work_next_due(names) == 1
+    assert set(claim(storage, 5, names=names)) == set(ids[-5:])
+    assert set(claim(storage, 500, names=names[:60])) == set(ids[:60])
 
 
 def test_a_claim_committed_without_waiting_for_the_disk_is_seen_by_everyone_at_once(backend: Backend) -> None:
@@ -986,14 +1017,26 @@ def test_an_older_schema_is_upgraded_without_the_creation_order_index(
     assert page(upgraded) == ids[::-1]
 
 
-@postgres_only
-def test_an_older_postgres_schema_loses_its_worker_name_tag_rows_and_still_finds_the_work(
+#: The migration that stops filing the worker's name in worktag, and the index by state and
+#: worker name before and after it, on each backend.
+WORKER_NAME_BY_INDEX = {
+    "sqlite": (
+        "0005_worker_name_without_tag_row.sql",
+        "workspec_state_next_run",
+        "workspec_state_worker_next_run",
+    ),
+    "postgres": ("0004_worker_name_tag_by_index.sql", "workspec_state", "workspec_state_worker"),
+}
+
+
+def test_an_older_schema_loses_its_worker_name_tag_rows_and_still_finds_the_work(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Migration 0004: the worker's name moves from worktag to workspec_state_worker; the work
-    filed under it before is found under it after, and its other tags stay."""
-    module = importlib.import_module("workmanager.storage.postgres")
-    before = [name for _, name, _ in module._MIGRATIONS].index("0004_worker_name_tag_by_index.sql")
+    """The worker's name moves from worktag to the index by state and worker name; the work
+    filed under it before is found under it after (and claimed), and its other tags stay."""
+    migration, old_index, new_index = WORKER_NAME_BY_INDEX[backend.kind]
+    module = importlib.import_module(f"workmanager.storage.{backend.kind}")
+    before = [name for _, name, _ in module._MIGRATIONS].index(migration)
     with monkeypatch.context() as old_release:
         old_release.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:before])
         old_release.setattr(module, "SCHEMA_VERSION", before)
@@ -1001,16 +1044,20 @@ def test_an_older_postgres_schema_loses_its_worker_name_tag_rows_and_still_finds
         ids = insert(
             old, work(worker="mailer", tags=("mailer", "urgent")), work(worker="mailer", tags=("mailer",))
         )
-        # As the older release filed them (this release's insert no longer does).
-        backend.sql("INSERT INTO worktag (tag, work_id) SELECT worker_name, id FROM workspec")
+        if backend.kind == "postgres":  # as the older release filed them (SQLite's trigger did)
+            backend.sql("INSERT INTO worktag (tag, work_id) SELECT worker_name, id FROM workspec")
         assert backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'") == [(2,)]
+        old.close()
 
     upgraded = backend.open()
 
     assert backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'") == [(0,)]
-    assert "workspec_state_worker" in index_names(backend) and "workspec_state" not in index_names(backend)
+    assert new_index in index_names(backend) and old_index not in index_names(backend)
     assert sorted(r.id for r in upgraded.work_info_by_tag("mailer")) == sorted(ids)
     assert [r.id for r in upgraded.work_info_by_tag("urgent")] == [ids[0]]
+    later = insert(upgraded, work(worker="mailer", tags=("mailer", "urgent")))
+    assert backend.sql("SELECT count(*) FROM worktag WHERE tag = 'mailer'") == [(0,)]
+    assert sorted(claim(upgraded, names=["mailer"])) == sorted(ids + later)
 
 
 #: The migration that drops workspec_created, on each backend.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from workmanager import Configuration
 from workmanager.storage.postgres import _Q as _PG_Q
 from workmanager.storage.postgres import PostgresStorage
 from workmanager.storage.postgres import _constraint_params as _pg_constraint_params
-from workmanager.storage.sqlite import _Q, SqliteStorage, _constraint_params
+from workmanager.storage.sqlite import _Q, SqliteStorage, _constraint_params, _per_name_statement
 
 PARAMS = {
     "names": '["a"]',
@@ -28,6 +29,7 @@ PARAMS = {
     "never": 1,
     "older_than": 1,
     "ids": "[]",
+    "running": "[]",
     "before_id": None,
     "state": 3,
     "worker": None,
@@ -35,14 +37,21 @@ PARAMS = {
     "floor_id": "",
     "scan": 100,
     "suspects": 1,
+    "due_by": 1,
+    "worker_name_0": "a",
+    "worker_name_1": "b",
     **_constraint_params(None, None),
 }
+
+#: SQLite's statements built with one arm per worker name (here two).
+PER_NAME = ("work_claim_available", "work_next_due", "work_oldest_waiting")
 
 
 def plan(tmp_path, query: str) -> list[str]:
     storage = SqliteStorage(str(tmp_path / "w.db"), Configuration())
     try:
-        return [row[3] for row in storage._conn.execute("EXPLAIN QUERY PLAN " + _Q[query], PARAMS)]
+        sql = _per_name_statement(query, 2) if query in PER_NAME else _Q[query]
+        return [row[3] for row in storage._conn.execute("EXPLAIN QUERY PLAN " + sql, PARAMS)]
     finally:
         storage.close()
 
@@ -50,25 +59,38 @@ def plan(tmp_path, query: str) -> list[str]:
 @pytest.mark.parametrize(
     ("query", "index"),
     [
-        ("work_claim_available", "workspec_state_next_run"),
+        (
+            "work_claim_available",
+            "workspec_state_worker_next_run (state=? AND worker_name=? AND next_run_time<?)",
+        ),
         ("work_claim_expedited", "workspec_expedited_due"),
-        ("work_next_due", "workspec_state_next_run"),
+        ("work_next_due", "workspec_state_worker_next_run (state=? AND worker_name=? AND next_run_time<?)"),
+        (
+            "work_oldest_waiting",
+            "workspec_state_worker_next_run (state=? AND worker_name=? AND next_run_time<?)",
+        ),
         ("work_info_by_id", "PRIMARY KEY"),
         ("work_info_by_tag", "PRIMARY KEY (tag=?)"),
+        ("work_info_by_tag", "workspec_state_worker_next_run (state=? AND worker_name=?)"),
+        ("work_unfinished_ids_by_tag", "workspec_state_worker_next_run (state=? AND worker_name=?)"),
         ("work_succeed_if_running", "PRIMARY KEY"),
         ("dependency_unblock", "dependency_prerequisite"),
         ("work_rescue_runner", "workspec_running"),
+        ("work_release_unlaunched", "workspec_running"),
         # The dashboard: keyset pages, probes and graphs at a million rows.
         ("work_page", "PRIMARY KEY (id>? AND id<?)"),
         ("work_page_floor", "PRIMARY KEY (id<?)"),
-        ("work_page_in_state", "workspec_state_next_run (state=?)"),
+        ("work_page_in_state", "workspec_state_worker_next_run (state=?)"),
         ("work_page_with_tag", "PRIMARY KEY (tag=? AND work_id<?)"),
         ("work_page_with_name", "PRIMARY KEY (name=? AND work_id<?)"),
-        ("work_count_in_state_upto", "workspec_state_next_run (state=?)"),
+        ("work_count_in_state_upto", "workspec_state_worker_next_run (state=?)"),
         ("worktag_count_upto", "PRIMARY KEY (tag=?)"),
+        ("worktag_count_upto", "workspec_state_worker_next_run (state=? AND worker_name=?)"),
         ("workname_count_upto", "PRIMARY KEY (name=?)"),
         ("work_graph_nodes", "dependency_prerequisite (prerequisite_id=?)"),
-        ("work_oldest_due", "workspec_state_next_run (state=?)"),
+        ("work_oldest_due", "workspec_state_worker_next_run (state=? AND worker_name>?)"),
+        ("work_oldest_due", "workspec_state_worker_next_run (state=? AND worker_name=?)"),
+        ("work_waiting_names", "workspec_state_worker_next_run (state=? AND worker_name>?)"),
         ("work_prune_finished", "workspec_finished_expiry"),
         ("work_trigger_waiting", "workspec_trigger_waiting"),
     ],
@@ -77,6 +99,21 @@ def test_hot_queries_search_their_index(tmp_path, query, index):
     steps = plan(tmp_path, query)
     assert any(index in step for step in steps), steps
     assert not any(scans_work_table(step) for step in steps), steps
+
+
+@pytest.mark.parametrize("query", PER_NAME)
+def test_sqlite_claims_merge_each_worker_names_range_in_due_order_without_a_sort(tmp_path, query):
+    """The claim index is (state, worker_name, next_run_time): a claim walks each name's range
+    in due order and merges them, stopping at its limit, instead of sorting every due row."""
+    steps = plan(tmp_path, query)
+    merge = steps.index("MERGE (UNION ALL)")
+    # The arms: up to the scan of what the merge produced (which sorts at most :limit rows).
+    arms = list(itertools.takewhile(lambda step: not step.startswith("SCAN ("), steps[merge:]))
+    arms = list(itertools.takewhile(lambda step: step != "SCAN ready", arms))
+    assert sum("workspec_state_worker_next_run (state=? AND worker_name=?" in step for step in arms) == 2, (
+        steps
+    )
+    assert not any("TEMP B-TREE" in step for step in arms), steps
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ reaches a user. Durability is set and verified at open: WAL + synchronous=FULL.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -115,6 +116,51 @@ def _retry_busy(what: str, action: Callable[[], T]) -> T:
             delay = min(delay * 2, 0.05)
 
 
+#: Where a claim's per-name arms go in work_claim_available and work_next_due.
+_ARMS = "/* work_waiting_arm, once per worker name, joined by UNION ALL */"
+#: Worker names merged in one statement. Beyond it, one range over all the names, sorted:
+#: still right, but it reads every due row of those names.
+MAX_MERGED_NAMES = 50
+#: A due time no waiting row exceeds (work_next_due looks at all of them).
+_ANY_TIME = 2**63 - 1
+
+
+@functools.lru_cache(maxsize=128)
+def _per_name_statement(query: str, names: int) -> str:
+    """``query`` with ``names`` arms of work_waiting_arm (``:worker_name_0`` ...), which SQLite
+    merges in due order; 0: one arm over the ``:names`` JSON list."""
+    arm = _Q["work_waiting_arm"]
+    if names == 0:
+        arms = arm.replace(
+            "worker_name = :worker_name", "worker_name IN (SELECT value FROM json_each(:names))"
+        )
+    else:
+        arms = "\n        UNION ALL\n        ".join(
+            arm.replace(":worker_name", f":worker_name_{i}") for i in range(names)
+        )
+    return _Q[query].replace(_ARMS, arms)
+
+
+def _waiting_names(conn: sqlite3.Connection) -> list[str]:
+    """The worker names with waiting work (for a process that can run any name)."""
+    return [r[0] for r in conn.execute(_Q["work_waiting_names"])]
+
+
+def _per_name(
+    conn: sqlite3.Connection, query: str, names: list[str] | None, params: dict[str, Any]
+) -> tuple[str, dict[str, Any]] | None:
+    """The per-name statement for ``names`` (None: every name with waiting work) and its
+    parameters, or None when there is no name to look under."""
+    if names is None:
+        names = _waiting_names(conn)
+    if not names:
+        return None
+    if len(names) > MAX_MERGED_NAMES:
+        return _per_name_statement(query, 0), {**params, "names": json.dumps(names)}
+    params = {**params, **{f"worker_name_{i}": name for i, name in enumerate(names)}}
+    return _per_name_statement(query, len(names)), params
+
+
 class SqliteTransaction:
     """The write half of the interface, on a connection inside BEGIN IMMEDIATE."""
 
@@ -173,11 +219,17 @@ class SqliteTransaction:
             "limit": limit,
             "runner_id": runner_id,
             "run_token": run_token,
-            "names": None if names is None else json.dumps(names),
             **_constraint_params(constraints, constraints_met_ids),
         }
-        query = _Q["work_claim_expedited" if expedited_only else "work_claim_available"]
-        rows = self._conn.execute(query, params).fetchall()
+        if expedited_only:  # its own partial index, in due order whatever the name
+            params["names"] = None if names is None else json.dumps(names)
+            rows = self._conn.execute(_Q["work_claim_expedited"], params).fetchall()
+        else:
+            params["due_by"] = now
+            statement = _per_name(self._conn, "work_claim_available", names, params)
+            if statement is None:
+                return []
+            rows = self._conn.execute(*statement).fetchall()
         self.state_only_changes += len(rows)
         return [claimed_work(r) for r in rows]
 
@@ -395,7 +447,8 @@ class SqliteTransaction:
             return False
         # Tags are replaced wholesale, as on Android.
         self._conn.execute(_Q["worktag_delete"], {"id": work_id, "tags": json.dumps(old_tags)})
-        self._conn.executemany(_Q["worktag_insert"], ((t, work_id) for t in row.tags))
+        # Not under the worker's own name: lookups by tag find that by the claim index.
+        self._conn.executemany(_Q["worktag_insert"], ((t, work_id) for t in row.tags if t != row.worker_name))
         return True
 
 
@@ -779,11 +832,17 @@ class SqliteStorage(DashboardReads):
         suspects: bool = True,
     ) -> tuple[int, bool] | None:
         params = {
-            "names": None if names is None else json.dumps(names),
             "suspects": suspects,
+            "due_by": _ANY_TIME,
             **_constraint_params(constraints, constraints_met_ids),
         }
-        rows = self._read("work_next_due", params)
+
+        def read() -> list[Any]:
+            statement = _per_name(self._conn, "work_next_due", names, params)
+            return [] if statement is None else self._conn.execute(*statement).fetchall()
+
+        with self._lock:
+            rows = _retry_busy("work_next_due", read)
         return (int(rows[0][0]), bool(rows[0][1])) if rows else None
 
     def work_owned_states(self, ids: list[str]) -> dict[str, tuple[int, int | None, int]]:
@@ -795,7 +854,12 @@ class SqliteStorage(DashboardReads):
 
     def work_oldest_waiting(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
-            cursor = self._conn.execute(_Q["work_oldest_waiting"], {"limit": limit})
+            # Every waiting row, whatever its constraints and past orphans (the arm's filters off).
+            params = {"limit": limit, "due_by": _ANY_TIME, "suspects": True, **_constraint_params(None, None)}
+            statement = _per_name(self._conn, "work_oldest_waiting", None, params)
+            if statement is None:
+                return []
+            cursor = self._conn.execute(*statement)
             columns = [d[0] for d in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 

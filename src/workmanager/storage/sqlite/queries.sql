@@ -34,8 +34,10 @@ INSERT OR IGNORE INTO dependency (work_id, prerequisite_id) VALUES (?, ?);
 SELECT id, state FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: work_claim_available
--- Claim up to :limit runnable rows for :runner_id; :names is a JSON list of runnable
--- worker names, or NULL when this process can run any name. The constraint trackers'
+-- Claim up to :limit runnable rows for :runner_id, from the worker names this process can
+-- run: one work_waiting_arm per name (:worker_name_0, :worker_name_1, ...), each a range of
+-- workspec_state_worker_next_run in due order, merged by SQLite up to the limit
+-- (SqliteTransaction._claim_statement builds it). The constraint trackers'
 -- answers come in as parameters (engine/constraints.py); :constraints_met_ids lists work
 -- whose constraints the test driver declared met. work_next_due filters the same way.
 -- Suspects: work whose process died running it before (orphan_count > 0) may have been what
@@ -49,9 +51,23 @@ SET state = 1, run_attempt_count = run_attempt_count + 1, stop_reason = -256,
     runner_id = :runner_id, run_token = :run_token, started_at = :now
 WHERE id IN (
     WITH ready AS MATERIALIZED (
-        SELECT id, orphan_count, next_run_time FROM workspec
-        WHERE state = 0 AND (orphan_count = 0 OR :suspects) AND next_run_time <= :now
-          AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
+        /* work_waiting_arm, once per worker name, joined by UNION ALL */
+        ORDER BY next_run_time
+        LIMIT :limit)
+    SELECT id FROM ready
+    WHERE orphan_count = 0
+       OR id = (SELECT id FROM ready WHERE orphan_count > 0 ORDER BY next_run_time LIMIT 1))
+RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
+    tags,
+    EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
+    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
+    requires_storage_not_low, expedited, custom_constraints, triggered_paths, orphan_count;
+
+-- name: work_waiting_arm
+-- The runnable waiting rows of one worker name due by :due_by, in due order (an index range).
+SELECT id, orphan_count, next_run_time FROM workspec
+        WHERE state = 0 AND worker_name = :worker_name AND (orphan_count = 0 OR :suspects)
+          AND next_run_time <= :due_by
           AND ((required_network_type = 0
                 OR (required_network_type = 1 AND :net_connected)
                 OR (required_network_type IN (2, 5) AND :net_unmetered)
@@ -65,16 +81,6 @@ WHERE id IN (
                     SELECT 1 FROM json_each(custom_constraints) AS c
                     WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
                OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
-        ORDER BY state, next_run_time
-        LIMIT :limit)
-    SELECT id FROM ready
-    WHERE orphan_count = 0
-       OR id = (SELECT id FROM ready WHERE orphan_count > 0 ORDER BY next_run_time LIMIT 1))
-RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, interval_ms, run_token,
-    tags,
-    EXISTS (SELECT 1 FROM dependency WHERE work_id = workspec.id) AS has_prerequisites,
-    required_network_type, requires_charging, requires_battery_not_low, requires_device_idle,
-    requires_storage_not_low, expedited, custom_constraints, triggered_paths, orphan_count;
 
 -- name: work_claim_expedited
 -- work_claim_available for expedited work only, claimed first: a partial index holds just
@@ -112,31 +118,28 @@ RETURNING id, worker_name, input, input_merger, run_attempt_count, generation, i
     requires_storage_not_low, expedited, custom_constraints, triggered_paths, orphan_count;
 
 -- name: work_next_due
--- When the earliest waiting work (this process can run) becomes due. Walks the claim index
--- in order and stops at the first row it can run.
+-- When the earliest waiting work (this process can run) becomes due: work_waiting_arm per
+-- worker name, merged, the first row.
 SELECT next_run_time,
     -- Whether any expedited work waits (the partial index answers): if none, the dispatcher
     -- skips the expedited claim. INDEXED BY: left to itself the planner walks every waiting
-    -- row by workspec_state_next_run (state = 0) to look for one that is expedited.
+    -- row by the claim index (state = 0) to look for one that is expedited.
     EXISTS (SELECT 1 FROM workspec INDEXED BY workspec_expedited_due WHERE state = 0 AND expedited = 1)
         AS expedited_waiting
-FROM workspec
-WHERE state = 0 AND (orphan_count = 0 OR :suspects) AND (:names IS NULL OR worker_name IN (SELECT value FROM json_each(:names)))
-      AND ((required_network_type = 0
-            OR (required_network_type = 1 AND :net_connected)
-            OR (required_network_type IN (2, 5) AND :net_unmetered)
-            OR (required_network_type = 3 AND :net_not_roaming)
-            OR (required_network_type = 4 AND :net_metered))
-           AND (requires_charging = 0 OR :charging)
-           AND (requires_battery_not_low = 0 OR :battery_not_low)
-           AND (requires_device_idle = 0 OR :device_idle)
-           AND (requires_storage_not_low = 0 OR :storage_not_low)
-           AND (custom_constraints IS NULL OR :custom_met IS NULL OR NOT EXISTS (
-                SELECT 1 FROM json_each(custom_constraints) AS c
-                WHERE c.value NOT IN (SELECT value FROM json_each(:custom_met))))
-           OR id IN (SELECT value FROM json_each(:constraints_met_ids)))
-ORDER BY state, next_run_time
-LIMIT 1;
+FROM (
+    /* work_waiting_arm, once per worker name, joined by UNION ALL */
+    ORDER BY next_run_time
+    LIMIT 1);
+
+-- name: work_waiting_names
+-- The worker names that have waiting work, each found by one seek of the claim index (a
+-- loose index scan): for a process that can run any name.
+WITH RECURSIVE waiting(name) AS (
+    SELECT (SELECT min(worker_name) FROM workspec WHERE state = 0)
+    UNION ALL
+    SELECT (SELECT min(worker_name) FROM workspec WHERE state = 0 AND worker_name > waiting.name)
+    FROM waiting WHERE waiting.name IS NOT NULL)
+SELECT name FROM waiting WHERE name IS NOT NULL;
 
 -- name: work_prerequisite_outputs
 SELECT p.output FROM dependency d JOIN workspec p ON p.id = d.prerequisite_id WHERE d.work_id = :id;
@@ -207,8 +210,12 @@ WHERE id IN (SELECT id FROM target) AND state NOT IN (2, 3, 5)
 RETURNING id, runner_id;
 
 -- name: work_unfinished_ids_by_tag
+-- The tag's worktag rows, and the work of a worker of that name (the claim index, by state):
+-- worktag holds no row for a work's own worker name (migration 0005), so none comes twice.
 SELECT work_id FROM worktag t JOIN workspec w ON w.id = t.work_id
-WHERE t.tag = :tag AND w.state NOT IN (2, 3, 5);
+WHERE t.tag = :tag AND w.state NOT IN (2, 3, 5)
+UNION ALL
+SELECT id FROM workspec WHERE state IN (0, 1, 4) AND worker_name = :tag;
 
 -- name: work_unfinished_ids_by_name
 SELECT work_id FROM workname n JOIN workspec w ON w.id = n.work_id
@@ -233,7 +240,10 @@ SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
     w.required_network_type, w.requires_charging, w.requires_battery_not_low, w.requires_device_idle,
     w.requires_storage_not_low, w.initial_delay_ms, w.interval_ms, w.flex_ms, w.next_run_time,
     w.stop_reason, w.tags, w.foreground, w.custom_constraints
-FROM worktag t JOIN workspec w ON w.id = t.work_id WHERE t.tag = :tag
+FROM workspec w
+WHERE w.id IN (SELECT work_id FROM worktag WHERE tag = :tag
+               UNION ALL
+               SELECT id FROM workspec WHERE state IN (0, 1, 2, 3, 4, 5) AND worker_name = :tag)
 ORDER BY w.created_at, w.id;
 
 -- name: work_info_by_name
@@ -253,7 +263,11 @@ SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
 FROM workspec w
 WHERE (:ids IS NULL OR w.id IN (SELECT value FROM json_each(:ids)))
   AND (:states IS NULL OR w.state IN (SELECT value FROM json_each(:states)))
-  AND (:tags IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag IN (SELECT value FROM json_each(:tags))))
+  AND (:tags IS NULL OR w.id IN (
+        SELECT work_id FROM worktag WHERE tag IN (SELECT value FROM json_each(:tags))
+        UNION ALL
+        SELECT id FROM workspec
+        WHERE state IN (0, 1, 2, 3, 4, 5) AND worker_name IN (SELECT value FROM json_each(:tags))))
   AND (:names IS NULL OR w.id IN (SELECT work_id FROM workname
                                   WHERE name IN (SELECT value FROM json_each(:names))))
 ORDER BY w.created_at, w.id;
@@ -269,7 +283,7 @@ SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.cre
 FROM workspec w
 WHERE (:state IS NULL OR w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
-  AND (:tag IS NULL OR w.id IN (SELECT work_id FROM worktag WHERE tag = :tag))
+  AND (:tag IS NULL OR w.worker_name = :tag OR w.id IN (SELECT work_id FROM worktag WHERE tag = :tag))
   AND (:name IS NULL OR w.id IN (SELECT work_id FROM workname WHERE name = :name))
 ORDER BY CASE WHEN :oldest_first THEN w.created_at ELSE -w.created_at END, w.id
 LIMIT :limit;
@@ -297,7 +311,9 @@ SELECT DISTINCT runner_id FROM workspec WHERE state = 1;
 -- name: work_rescue_runner
 -- Running work of a dead process: back to ENQUEUED at once (its attempt counted), or FAILED
 -- once it has been orphaned :max_orphaned_runs times in a row (a crash loop).
-UPDATE workspec
+-- INDEXED BY: without statistics the planner would walk every RUNNING row of the claim
+-- index (state = 1) rather than this process's entries of the partial index.
+UPDATE workspec INDEXED BY workspec_running
 SET state = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN 3 ELSE 0 END,
     stop_reason = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN -129 ELSE -512 END,
     output = CASE WHEN orphan_count + 1 >= :max_orphaned_runs THEN :lost_output ELSE output END,
@@ -311,7 +327,7 @@ RETURNING id, state;
 -- Finished work none of whose dependents is unfinished; :older_than limits it to work whose
 -- last enqueue plus its retention is older than that (automatic pruning), NULL prunes all.
 -- One range on workspec_finished_expiry either way (an "IS NULL OR" would hide the index;
--- without INDEXED BY the planner prefers the equality on state of workspec_state_next_run,
+-- without INDEXED BY the planner prefers the equality on state of the claim index,
 -- which walks every finished row). The state test is the index's condition word for word:
 -- SQLite matches a partial index by its expression, and "state IN (2, 3, 5)" is not it.
 DELETE FROM workspec INDEXED BY workspec_finished_expiry
@@ -392,7 +408,11 @@ DELETE FROM expedited_usage WHERE finished_at <= :before;
 -- For diagnostics: the waiting work that has been due longest.
 SELECT id, worker_name, next_run_time, created_at, run_attempt_count, required_network_type,
     requires_charging, requires_battery_not_low, requires_device_idle, requires_storage_not_low
-FROM workspec WHERE state = 0 ORDER BY state, next_run_time LIMIT :limit;
+FROM workspec WHERE id IN (SELECT id FROM (
+    /* work_waiting_arm, once per worker name, joined by UNION ALL */
+    ORDER BY next_run_time
+    LIMIT :limit))
+ORDER BY next_run_time;
 
 -- name: work_waiting_worker_names
 -- For diagnostics: how much waiting work each worker name has.
@@ -402,7 +422,7 @@ SELECT worker_name, count(*) FROM workspec WHERE state = 0 GROUP BY worker_name;
 UPDATE workspec SET foreground = :foreground WHERE id = :id AND state = 1 AND run_token = :run_token;
 
 -- name: work_trigger_waiting
--- INDEXED BY: left to itself the planner walks every waiting row by workspec_state_next_run
+-- INDEXED BY: left to itself the planner walks every waiting row by the claim index
 -- (state = 0) to find the few with trigger paths (seconds at a million waiting rows, re-read
 -- after every burst of commits by the trigger watcher).
 SELECT id, trigger_paths, triggered_paths FROM workspec INDEXED BY workspec_trigger_waiting
@@ -421,8 +441,8 @@ WHERE id = :id AND state = 0 AND trigger_paths IS NOT NULL;
 -- name: work_release_unlaunched
 -- RUNNING rows claimed by this process that it is not running: a claim whose commit
 -- succeeded while its answer was lost (the database restarted). Back to ENQUEUED at once;
--- the attempt was never started, so it is not counted.
-UPDATE workspec
+-- the attempt was never started, so it is not counted. INDEXED BY: as work_rescue_runner.
+UPDATE workspec INDEXED BY workspec_running
 SET state = 0, run_attempt_count = run_attempt_count - 1, next_run_time = :now,
     runner_id = NULL, run_token = NULL, stop_reason = -512
 WHERE state = 1 AND runner_id = :runner_id AND id NOT IN (SELECT value FROM json_each(:running));
@@ -450,7 +470,8 @@ WHERE w.id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
   AND w.id >= :floor_id
   AND (:state IS NULL OR w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
-  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
+  AND (:tag IS NULL OR w.worker_name = :tag
+       OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
   AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
 ORDER BY w.id DESC
 LIMIT :limit;
@@ -458,17 +479,20 @@ LIMIT :limit;
 -- name: work_page_in_state
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
-FROM workspec w INDEXED BY workspec_state_next_run
+FROM workspec w INDEXED BY workspec_state_worker_next_run
 WHERE w.state = :state
   AND w.id <= coalesce(:before_id, (SELECT max(id) FROM workspec))
   AND w.id IS NOT :before_id
   AND (:worker IS NULL OR w.worker_name = :worker)
-  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
+  AND (:tag IS NULL OR w.worker_name = :tag
+       OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
   AND (:name IS NULL OR EXISTS (SELECT 1 FROM workname n WHERE n.name = :name AND n.work_id = w.id))
 ORDER BY w.id DESC
 LIMIT :limit;
 
 -- name: work_page_with_tag
+-- Only for a tag that is no worker's name (worktag_count_upto sees to it: worktag holds no
+-- entry for a worker's name).
 SELECT w.id, w.worker_name, w.state, w.run_attempt_count, w.next_run_time, w.created_at, w.finished_at,
     w.tags, w.progress, w.stop_reason
 FROM worktag t CROSS JOIN workspec w  -- CROSS: start from the tag's entries
@@ -490,7 +514,8 @@ WHERE n.name = :name AND w.id = n.work_id
   AND n.work_id IS NOT :before_id
   AND (:state IS NULL OR +w.state = :state)
   AND (:worker IS NULL OR w.worker_name = :worker)
-  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
+  AND (:tag IS NULL OR w.worker_name = :tag
+       OR EXISTS (SELECT 1 FROM worktag t WHERE t.tag = :tag AND t.work_id = w.id))
 ORDER BY n.work_id DESC
 LIMIT :limit;
 
@@ -508,7 +533,12 @@ LIMIT 1 OFFSET :scan - 1;
 SELECT count(*) FROM (SELECT 1 FROM workspec WHERE state = :state LIMIT :cap);
 
 -- name: worktag_count_upto
-SELECT count(*) FROM (SELECT 1 FROM worktag WHERE tag = :tag LIMIT :cap);
+-- A worker's name counts as the cap: worktag holds no entry for it (migration 0005), so its
+-- page cannot walk worktag's key in id order, and the caller walks another index.
+SELECT CASE WHEN EXISTS (SELECT 1 FROM workspec WHERE state IN (0, 1, 2, 3, 4, 5) AND worker_name = :tag)
+    THEN :cap
+    ELSE (SELECT count(*) FROM (SELECT 1 FROM worktag WHERE tag = :tag LIMIT :cap))
+END;
 
 -- name: workname_count_upto
 SELECT count(*) FROM (SELECT 1 FROM workname WHERE name = :name LIMIT :cap);
@@ -532,5 +562,12 @@ SELECT work_id, prerequisite_id FROM dependency WHERE work_id IN (SELECT value F
 SELECT name FROM workname WHERE work_id = :id ORDER BY name;
 
 -- name: work_oldest_due
--- Metrics: when the longest-waiting ENQUEUED work became due (the claim index's first entry).
-SELECT min(next_run_time) FROM workspec WHERE state = 0;
+-- Metrics: when the longest-waiting ENQUEUED work became due: the first entry of each waiting
+-- worker name's range of the claim index (found as in work_waiting_names).
+WITH RECURSIVE waiting(name) AS (
+    SELECT (SELECT min(worker_name) FROM workspec WHERE state = 0)
+    UNION ALL
+    SELECT (SELECT min(worker_name) FROM workspec WHERE state = 0 AND worker_name > waiting.name)
+    FROM waiting WHERE waiting.name IS NOT NULL)
+SELECT min((SELECT min(next_run_time) FROM workspec WHERE state = 0 AND worker_name = waiting.name))
+FROM waiting WHERE waiting.name IS NOT NULL;
