@@ -116,7 +116,7 @@ def _retry_busy(what: str, action: Callable[[], T]) -> T:
             delay = min(delay * 2, 0.05)
 
 
-#: Where a claim's per-name arms go in work_claim_available and work_next_due.
+#: Where the per-name arms go in work_claim_available, work_next_due and work_oldest_waiting.
 _ARMS = "/* work_waiting_arm, once per worker name, joined by UNION ALL */"
 #: Worker names merged in one statement. Beyond it, one range over all the names, sorted:
 #: still right, but it reads every due row of those names.

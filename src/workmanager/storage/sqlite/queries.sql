@@ -37,7 +37,7 @@ SELECT id, state FROM workspec WHERE id IN (SELECT value FROM json_each(:ids));
 -- Claim up to :limit runnable rows for :runner_id, from the worker names this process can
 -- run: one work_waiting_arm per name (:worker_name_0, :worker_name_1, ...), each a range of
 -- workspec_state_worker_next_run in due order, merged by SQLite up to the limit
--- (SqliteTransaction._claim_statement builds it). The constraint trackers'
+-- (storage/sqlite/__init__.py, _per_name, builds it). The constraint trackers'
 -- answers come in as parameters (engine/constraints.py); :constraints_met_ids lists work
 -- whose constraints the test driver declared met. work_next_due filters the same way.
 -- Suspects: work whose process died running it before (orphan_count > 0) may have been what

@@ -6,7 +6,7 @@
 --
 -- Claims walk that index name by name and merge the names in due order (a compound SELECT
 -- ordered by next_run_time: SQLite merges the ranges and stops at the limit), so a claim
--- still reads only the rows it takes (storage/sqlite/__init__.py, _claim_statement).
+-- still reads only the rows it takes (storage/sqlite/__init__.py, _per_name).
 DROP INDEX workspec_state_next_run;
 CREATE INDEX workspec_state_worker_next_run ON workspec (state, worker_name, next_run_time);
 
