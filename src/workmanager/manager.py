@@ -520,7 +520,10 @@ class WorkManager:
 
     # -- running work in this process ------------------------------------------------------------
 
-    def _ensure_watcher(self) -> None:
+    def _ensure_watcher(self, *, state_changes: bool = True) -> None:
+        """Hear other processes' commits. ``state_changes``: their claims and successes too,
+        which WorkInfo observers wait for and dispatchers need not hear (PostgreSQL sends them
+        on a channel of their own)."""
         with self._state_lock:
             if self._watcher is None and not self._closed:
                 self._watcher = ChangeWatcher(
@@ -531,6 +534,10 @@ class WorkManager:
                     listen=getattr(self._storage, "listen", None),  # PostgreSQL: LISTEN/NOTIFY
                     foreign_work_changed=getattr(self._storage, "foreign_work_changed", None),  # SQLite
                 )
+        if state_changes:
+            want_state_changes = getattr(self._storage, "want_state_changes", None)  # PostgreSQL
+            if want_state_changes is not None:
+                want_state_changes()  # at once after the first time
 
     def start(self) -> None:
         """Run work in this process (threads for Worker, one event loop for CoroutineWorker)."""
@@ -540,7 +547,7 @@ class WorkManager:
             if self._started or self._inline:
                 return
             self._started = True
-        self._ensure_watcher()
+        self._ensure_watcher(state_changes=False)
         self._engine.start()
 
     def stop(self, grace: float | None = None) -> None:

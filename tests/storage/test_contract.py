@@ -1118,9 +1118,12 @@ def test_postgres_leases_are_judged_on_the_database_clock(backend: Backend) -> N
 
 
 @contextlib.contextmanager
-def listening(storage: Storage) -> Iterator[tuple[threading.Event, list[bool]]]:
+def listening(
+    storage: Storage, *, state_changes: bool = True
+) -> Iterator[tuple[threading.Event, list[bool]]]:
     """A PostgreSQL storage's listener, connected: an event set on each call, and each call's
-    ``work`` flag in order (cleared of the first call, which only says it connected)."""
+    ``work`` flag in order (cleared of the first call, which only says it connected).
+    ``state_changes``: it hears claims and successes too (as for a WorkInfo observer)."""
     kinds: list[bool] = []
     heard = threading.Event()
 
@@ -1134,6 +1137,8 @@ def listening(storage: Storage) -> Iterator[tuple[threading.Event, list[bool]]]:
         deadline = time.monotonic() + 10
         while not storage.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
             time.sleep(0.01)
+        if state_changes:
+            storage.want_state_changes()  # type: ignore[attr-defined]
         heard.clear()
         yield heard, kinds
     finally:
@@ -1163,6 +1168,37 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         heard.clear()
         insert(other, work("after"))
         assert heard.wait(10), "not listening again after the reconnect"
+
+
+@postgres_only
+def test_postgres_listeners_hear_claims_and_successes_only_once_they_want_them(backend: Backend) -> None:
+    """A dispatcher needs only work changes: claims and successes go on a channel of their own,
+    which a listener joins for WorkInfo observers (and joins again after a reconnect)."""
+    mine, other = backend.open(), backend.open()
+    insert(other, work("a"), work("b"), work("c"))
+    with listening(mine, state_changes=False) as (heard, kinds):
+        assert other.work_claim_alone(now=NOW, limit=1, runner_id="r1", run_token=7, names=None)  # type: ignore[attr-defined]
+        assert not heard.wait(0.5), "a dispatcher heard a claim"
+        insert(other, work("new"))
+        assert heard.wait(5) and kinds[-1] is True, "a work change was not heard"
+
+        heard.clear()
+        mine.want_state_changes()  # type: ignore[attr-defined]
+        assert other.work_claim_alone(now=NOW, limit=1, runner_id="r1", run_token=8, names=None)  # type: ignore[attr-defined]
+        assert heard.wait(5) and kinds[-1] is False, "the claim was not heard once wanted"
+
+        backend.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%LISTEN %%' "
+            "AND pid <> pg_backend_pid()"
+        )
+        deadline = time.monotonic() + 10
+        while not (heard.wait(0.05) and kinds[-1] is True) and time.monotonic() < deadline:
+            heard.clear()  # the reconnect's call
+        while not mine.listening and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        heard.clear()
+        assert other.work_claim_alone(now=NOW, limit=1, runner_id="r1", run_token=9, names=None)  # type: ignore[attr-defined]
+        assert heard.wait(5) and kinds[-1] is False, "claims were not heard after a reconnect"
 
 
 @postgres_only

@@ -6,8 +6,10 @@ parameters (it is removed before connecting). Connections come from a ``psycopg_
 pool in autocommit mode: a read is one round trip, a write is one explicit transaction.
 
 Claims are one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``; every write
-transaction that changed something sends ``pg_notify`` on the schema's channel, which the
-server delivers to listeners only once the transaction commits. Leases are judged on the
+transaction that changed something sends ``pg_notify``, which the server delivers to listeners
+only once the transaction commits: on the schema's channel for a work change, on its state
+channel for a change of state only (claims, successes), which only processes that watch work
+(await_work, flows, the dashboard) listen to. Leases are judged on the
 database's clock (:meth:`PostgresStorage.database_now_ms`), never a worker machine's.
 Migrations run under a transaction-scoped advisory lock, so any number of processes may
 open a new database at once.
@@ -606,8 +608,12 @@ class PostgresStorage(DashboardReads):
         # mid-drain. Every query of ours is written for an index walk.
         options = f"-c search_path={self.schema} -c enable_bitmapscan=off"
         self._kwargs: dict[str, Any] = {**_CONNECT_KWARGS, "options": options}
-        #: Listeners on this channel hear every commit to this schema.
+        #: Listeners on this channel hear every work change committed to this schema.
         self.channel = f"workmanager_{self.schema}"
+        #: And on this one every change of state only (claims, successes). Dispatchers do not
+        #: listen to it: with every process hearing every claim and success of every other,
+        #: each process added to a drain cost the others CPU (and the server a signal each).
+        self.state_channel = f"{self.channel}_state"
         #: Marks this storage's own notifications, which its listeners ignore.
         self._token = uuid.uuid4().hex
         self._work_payload = f"{self._token}:{_WORK}"
@@ -752,7 +758,8 @@ class PostgresStorage(DashboardReads):
                     if tx.changed:
                         kind = _WORK if tx.changed_work else _STATE
                         payload = f"{self._token}:{kind}"
-                        tx._exec("notify", {"channel": self.channel, "payload": payload}, defer=True)
+                        channel = self.channel if tx.changed_work else self.state_channel
+                        tx._exec("notify", {"channel": channel, "payload": payload}, defer=True)
                     tx._send(_COMMIT)
             except BaseException as exc:
                 # A failed statement leaves the transaction aborted (or a deferred error left
@@ -824,7 +831,7 @@ class PostgresStorage(DashboardReads):
         params = _claim_params(
             now, limit, runner_id, run_token, names, constraints, constraints_met_ids, suspects
         )
-        params |= {"channel": self.channel, "payload": f"{self._token}:{_STATE}"}
+        params |= {"channel": self.state_channel, "payload": f"{self._token}:{_STATE}"}
         try:
             with self._pool.connection() as conn:
                 rows = conn.execute(_CLAIM_ALONE_DURABLE if durable else _CLAIM_ALONE, params).fetchall()
@@ -1050,6 +1057,12 @@ class PostgresStorage(DashboardReads):
 
         return stop
 
+    def want_state_changes(self) -> None:
+        """Have this storage's listeners hear changes of state only too (claims, successes),
+        from when this returns (or from their next connection, while they have none)."""
+        for listener in list(self._listeners):
+            listener.want_state_changes()
+
     @property
     def listening(self) -> bool:
         return any(listener.connected for listener in self._listeners)
@@ -1078,13 +1091,22 @@ class PostgresStorage(DashboardReads):
 
 
 class _Listener:
-    """A thread holding one connection that LISTENs on the storage's channel."""
+    """A thread holding one connection that LISTENs on the storage's channel, and on its
+    state channel once someone wants changes of state (want_state_changes)."""
+
+    #: How long want_state_changes waits for the LISTEN to take effect.
+    STATE_LISTEN_WAIT_S = 2.0
 
     def __init__(self, storage: PostgresStorage, on_change: Callable[[bool], None]) -> None:
         self._storage = storage
         self._on_change = on_change
         self._stop = threading.Event()
         self._stop_token = f"stop:{uuid.uuid4().hex}"
+        #: Sent to the thread (on the work channel) to have it LISTEN on the state channel.
+        self._state_token = f"state:{uuid.uuid4().hex}"
+        self._want_state = False
+        #: Set while the connection LISTENs on the state channel.
+        self._hears_state = threading.Event()
         self.connected = False
         self._last_poll = 0.0
         self._thread = threading.Thread(target=self._run, name="workmanager-listener", daemon=True)
@@ -1098,15 +1120,35 @@ class _Listener:
             return True
         return False
 
+    def want_state_changes(self) -> None:
+        """LISTEN on the state channel too; returns once the LISTEN is in effect (or at once
+        while disconnected: until the connection is back, the watcher polls)."""
+        if self._hears_state.is_set():
+            return
+        self._want_state = True
+        if not self.connected:
+            return
+        try:  # wake the thread, which owns the connection
+            with self._storage._pool.connection(timeout=self.STATE_LISTEN_WAIT_S) as conn:
+                conn.execute(_Q["notify"], {"channel": self._storage.channel, "payload": self._state_token})
+        except Exception:  # the next (re)connection LISTENs; the watcher polls meanwhile
+            log.debug("could not wake the listener", exc_info=True)
+            return
+        self._hears_state.wait(self.STATE_LISTEN_WAIT_S)
+
     def _run(self) -> None:
         delay = _RECONNECT_FIRST_S
         outage_logged = False
         storage = self._storage
         listen = sql.SQL(_Q["listen"]).format(channel=sql.Identifier(storage.channel))
+        listen_state = sql.SQL(_Q["listen"]).format(channel=sql.Identifier(storage.state_channel))
         while not self._stop.is_set():
             try:
                 with storage.connect(autocommit=True) as conn:
                     conn.execute(listen)
+                    if self._want_state:
+                        conn.execute(listen_state)
+                        self._hears_state.set()
                     self.connected = True
                     if outage_logged:
                         log.warning("listening on %s again", storage.channel)
@@ -1117,10 +1159,15 @@ class _Listener:
                         for notify in conn.notifies(timeout=_PING_S):
                             if notify.payload == self._stop_token:
                                 return
+                            if notify.payload == self._state_token:
+                                break  # LISTEN below, outside the notifies generator
                             sender, _, kind = notify.payload.partition(":")
                             if sender != storage._token:
                                 self._on_change(kind != _STATE)
-                        if not self._stop.is_set():
+                        if self._want_state and not self._hears_state.is_set():
+                            conn.execute(listen_state)
+                            self._hears_state.set()
+                        elif not self._stop.is_set():
                             conn.execute(_Q["ping"])
             except psycopg.Error as exc:
                 if self._stop.is_set():
@@ -1135,6 +1182,7 @@ class _Listener:
                 log.exception("listener failed; reconnecting")
             finally:
                 self.connected = False
+                self._hears_state.clear()
             if self._stop.wait(delay):
                 return
             delay = min(delay * 2, _RECONNECT_MAX_S)
