@@ -458,7 +458,9 @@ class WorkManager:
     # -- flows -----------------------------------------------------------------------------------
 
     async def _flow(self, query: Callable[[], T]) -> AsyncIterator[T]:
-        self._ensure_watcher()
+        # In a thread: the first call may wait for the PostgreSQL listener to join the channel
+        # of changes of state (a round trip), which must not block the caller's event loop.
+        await asyncio.to_thread(self._ensure_watcher)
         last: Any = _MISSING
         while True:
             seen = self._feed.version
