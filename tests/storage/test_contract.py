@@ -1161,7 +1161,8 @@ def test_postgres_listeners_hear_other_processes_commits_only(backend: Backend) 
         # The listening connection is killed: it reconnects and reports a change at once.
         heard.clear()
         backend.sql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%LISTEN %%' "
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE (query LIKE '%%LISTEN %%' "
+            "OR query LIKE '%%listener''s check%%') "
             "AND pid <> pg_backend_pid()"
         )
         assert heard.wait(10), "no call after reconnecting"
@@ -1188,7 +1189,8 @@ def test_postgres_listeners_hear_claims_and_successes_only_once_they_want_them(b
         assert heard.wait(5) and kinds[-1] is False, "the claim was not heard once wanted"
 
         backend.sql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%LISTEN %%' "
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE (query LIKE '%%LISTEN %%' "
+            "OR query LIKE '%%listener''s check%%') "
             "AND pid <> pg_backend_pid()"
         )
         deadline = time.monotonic() + 10
@@ -1199,6 +1201,46 @@ def test_postgres_listeners_hear_claims_and_successes_only_once_they_want_them(b
         heard.clear()
         assert other.work_claim_alone(now=NOW, limit=1, runner_id="r1", run_token=9, names=None)  # type: ignore[attr-defined]
         assert heard.wait(5) and kinds[-1] is False, "claims were not heard after a reconnect"
+
+
+@postgres_only
+def test_postgres_notifies_changes_of_state_only_while_another_process_watches(backend: Backend) -> None:
+    """Each NOTIFY wakes every listening connection on the server (PostgreSQL signals them
+    all, whatever the channel): claims and successes are notified only while another process
+    says it watches work, as a listener on the state channel does every few seconds."""
+    import psycopg
+
+    sender, watcher = backend.open(), backend.open()
+    insert(sender, work("a"), work("b"))
+    claim_one = functools.partial(sender.work_claim_alone, now=NOW, limit=1, runner_id="r1", names=None)  # type: ignore[attr-defined]
+    with (
+        listening(sender, state_changes=False),
+        psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={backend.schema}") as raw,
+    ):
+        raw.execute(f'LISTEN "{sender.state_channel}"')  # type: ignore[attr-defined]
+        sender._state_watched_until = 0.0  # type: ignore[attr-defined]  # its start-up grace over
+        assert claim_one(run_token=7)
+        assert list(raw.notifies(timeout=0.5)) == [], "a claim was notified with no one watching"
+
+        with listening(watcher) as (heard, kinds):
+            deadline = time.monotonic() + 10
+            while not sender._state_watched() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.01)
+            assert claim_one(run_token=8)
+            assert heard.wait(5) and kinds[-1] is False, "the watcher did not hear the claim"
+
+
+@postgres_only
+def test_postgres_a_process_that_starts_listening_learns_at_once_who_watches(backend: Backend) -> None:
+    """It asks on connecting, and watchers answer then, not only at their next ping."""
+    watcher, sender = backend.open(), backend.open()
+    with listening(watcher), listening(sender, state_changes=False):
+        deadline = time.monotonic() + 3  # under the watcher's ping interval (5 s)
+        while time.monotonic() < deadline:
+            if sender._state_watched_until - time.monotonic() > 5:  # type: ignore[attr-defined]
+                break  # an answer (15 s), not the asking grace (0.5 s)
+            time.sleep(0.01)
+        assert sender._state_watched_until - time.monotonic() > 5  # type: ignore[attr-defined]
 
 
 @postgres_only

@@ -9,7 +9,8 @@ Claims are one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)``; every wr
 transaction that changed something sends ``pg_notify``, which the server delivers to listeners
 only once the transaction commits: on the schema's channel for a work change, on its state
 channel for a change of state only (claims, successes), which only processes that watch work
-(await_work, flows, the dashboard) listen to. Leases are judged on the
+(await_work, flows, the dashboard) listen to, and only while such a process says it listens
+(every server-side NOTIFY wakes every listening connection, whatever its channel). Leases are judged on the
 database's clock (:meth:`PostgresStorage.database_now_ms`), never a worker machine's.
 Migrations run under a transaction-scoped advisory lock, so any number of processes may
 open a new database at once.
@@ -77,6 +78,13 @@ _BEGIN, _COMMIT, _ROLLBACK = "BEGIN", "COMMIT", "ROLLBACK"
 #: Notification payloads are "<sender token>:<kind>": a work change (work may have become
 #: claimable, or running work was taken away) or a change of state only (claims, successes).
 _WORK, _STATE = "w", "s"
+#: On the work channel, every _PING_S seconds from a process whose listener hears the state
+#: channel: "<token>:v", "someone here watches work". Changes of state only are notified only
+#: while such a process is known (for _WATCH_TTL_S after it last said so).
+_WATCHING = "v"
+#: Sent by a listener that has just connected: "<token>:q", "who watches work?". Watching
+#: processes answer at once (_WATCHING), instead of at their next ping.
+_ASKING = "q"
 
 #: work_claim_available as one autocommitted statement (PostgresStorage.work_claim_alone):
 #: its RETURNING clause, the statement's last, also sets synchronous_commit for the
@@ -90,6 +98,9 @@ _CLAIM_ALONE = (
 )
 #: The same, committed durably (work_claim_alone(durable=True)).
 _CLAIM_ALONE_DURABLE = _CLAIM_RETURNING + ",\n    pg_notify(%(channel)s, %(payload)s);"
+#: The same two, telling no one (no process watches work).
+_CLAIM_ALONE_QUIET = _CLAIM_RETURNING + ",\n    set_config('synchronous_commit', 'off', true);"
+_CLAIM_ALONE_DURABLE_QUIET = _CLAIM_RETURNING + ";"
 
 #: From this many rows, a batch enqueue goes through COPY (see _copy_insert).
 _COPY_FROM_ROWS = 64
@@ -120,6 +131,10 @@ _RECONNECT_MAX_S = 10.0
 _RECONNECT_GIVE_UP_S = 30.0
 #: Even while listening, say "maybe changed" this often (a cheap safety net).
 _FALLBACK_S = 5.0
+#: How long a process that said it watches work counts as watching (three of its pings).
+_WATCH_TTL_S = 3 * _PING_S
+#: After asking who watches, notify anyway this long: the answers' round trip.
+_ASK_GRACE_S = 0.5
 
 _ALL_MET = {
     "net_connected": True,
@@ -614,6 +629,9 @@ class PostgresStorage(DashboardReads):
         #: listen to it: with every process hearing every claim and success of every other,
         #: each process added to a drain cost the others CPU (and the server a signal each).
         self.state_channel = f"{self.channel}_state"
+        #: Until when (time.monotonic()) another process is known to watch work. Until a
+        #: listener is connected this process cannot tell, and notifies (_state_watched).
+        self._state_watched_until = 0.0
         #: Marks this storage's own notifications, which its listeners ignore.
         self._token = uuid.uuid4().hex
         self._work_payload = f"{self._token}:{_WORK}"
@@ -755,7 +773,7 @@ class PostgresStorage(DashboardReads):
                     if not durable:
                         tx._send(_Q["commit_without_flush"])
                     yield tx
-                    if tx.changed:
+                    if tx.changed and (tx.changed_work or self._state_watched()):
                         kind = _WORK if tx.changed_work else _STATE
                         payload = f"{self._token}:{kind}"
                         channel = self.channel if tx.changed_work else self.state_channel
@@ -831,10 +849,14 @@ class PostgresStorage(DashboardReads):
         params = _claim_params(
             now, limit, runner_id, run_token, names, constraints, constraints_met_ids, suspects
         )
-        params |= {"channel": self.state_channel, "payload": f"{self._token}:{_STATE}"}
+        if self._state_watched():
+            params |= {"channel": self.state_channel, "payload": f"{self._token}:{_STATE}"}
+            statement = _CLAIM_ALONE_DURABLE if durable else _CLAIM_ALONE
+        else:
+            statement = _CLAIM_ALONE_DURABLE_QUIET if durable else _CLAIM_ALONE_QUIET
         try:
             with self._pool.connection() as conn:
-                rows = conn.execute(_CLAIM_ALONE_DURABLE if durable else _CLAIM_ALONE, params).fetchall()
+                rows = conn.execute(statement, params).fetchall()
         except psycopg.errors.DiskFull as exc:
             raise _full(exc) from exc
         return [claimed_work(r) for r in rows]
@@ -1057,6 +1079,13 @@ class PostgresStorage(DashboardReads):
 
         return stop
 
+    def _state_watched(self) -> bool:
+        """Whether a change of state only is worth a notification: another process watches
+        work (its listener says so every _PING_S seconds), or this one cannot tell (none of
+        its listeners is connected). Unwatched, the NOTIFY would only wake every listening
+        connection on the server (PostgreSQL signals them all, whatever the channel)."""
+        return time.monotonic() < self._state_watched_until or not self.listening
+
     def want_state_changes(self) -> None:
         """Have this storage's listeners hear changes of state only too (claims, successes),
         from when this returns (or from their next connection, while they have none)."""
@@ -1136,6 +1165,17 @@ class _Listener:
             return
         self._hears_state.wait(self.STATE_LISTEN_WAIT_S)
 
+    def _listen_to_state_changes(self, conn: psycopg.Connection[Any], listen_state: sql.Composed) -> None:
+        conn.execute(listen_state)
+        self._say_watching(conn)
+        self._hears_state.set()
+
+    def _say_watching(self, conn: psycopg.Connection[Any]) -> None:
+        """Tell the other processes (on the work channel, which all hear) that this one watches
+        work, so that they notify changes of state only."""
+        payload = f"{self._storage._token}:{_WATCHING}"
+        conn.execute(_Q["ping_watching"], {"channel": self._storage.channel, "payload": payload})
+
     def _run(self) -> None:
         delay = _RECONNECT_FIRST_S
         outage_logged = False
@@ -1147,8 +1187,13 @@ class _Listener:
                 with storage.connect(autocommit=True) as conn:
                     conn.execute(listen)
                     if self._want_state:
-                        conn.execute(listen_state)
-                        self._hears_state.set()
+                        self._listen_to_state_changes(conn, listen_state)
+                    # Who watches work? Until the answers are in, changes of state are notified.
+                    storage._state_watched_until = max(
+                        storage._state_watched_until, time.monotonic() + _ASK_GRACE_S
+                    )
+                    payload = f"{storage._token}:{_ASKING}"
+                    conn.execute(_Q["ping_asking"], {"channel": storage.channel, "payload": payload})
                     self.connected = True
                     if outage_logged:
                         log.warning("listening on %s again", storage.channel)
@@ -1162,11 +1207,19 @@ class _Listener:
                             if notify.payload == self._state_token:
                                 break  # LISTEN below, outside the notifies generator
                             sender, _, kind = notify.payload.partition(":")
-                            if sender != storage._token:
+                            if sender == storage._token:
+                                continue
+                            if kind == _WATCHING:
+                                storage._state_watched_until = time.monotonic() + _WATCH_TTL_S
+                            elif kind == _ASKING:
+                                if self._hears_state.is_set():
+                                    break  # answer below (ping_watching), outside the generator
+                            else:
                                 self._on_change(kind != _STATE)
                         if self._want_state and not self._hears_state.is_set():
-                            conn.execute(listen_state)
-                            self._hears_state.set()
+                            self._listen_to_state_changes(conn, listen_state)
+                        elif self._hears_state.is_set():
+                            self._say_watching(conn)  # also checks the connection, as a ping
                         elif not self._stop.is_set():
                             conn.execute(_Q["ping"])
             except psycopg.Error as exc:

@@ -583,6 +583,17 @@ SELECT tablename FROM pg_tables WHERE schemaname = %(schema)s;
 -- The listener's check that its idle connection still reaches the server.
 SELECT 1;
 
+-- name: ping_asking
+-- The listener's check, right after it connects, of which processes watch work: on the work
+-- channel, which all hear; those that watch answer at once (ping_watching).
+SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: ping_watching
+-- The listener's check that its idle connection still reaches the server, for a process that
+-- watches work: it also tells the other processes so, on the work channel (their claims and
+-- successes are notified only while someone watches).
+SELECT pg_notify(%(channel)s, %(payload)s);
+
 -- name: work_oldest_waiting
 -- For diagnostics: the waiting work that has been due longest.
 SELECT id, worker_name, next_run_time, created_at, run_attempt_count, required_network_type,
