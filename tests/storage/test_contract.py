@@ -1231,6 +1231,27 @@ def test_postgres_notifies_changes_of_state_only_while_another_process_watches(b
 
 
 @postgres_only
+def test_postgres_a_listener_that_answers_who_watches_still_hears_what_came_with_the_question(
+    backend: Backend,
+) -> None:
+    """Notifications committed together arrive together: the question of who watches, then a
+    work change. Answering the question must not drop the work change."""
+    import psycopg
+
+    watcher = backend.open()
+    with (
+        listening(watcher) as (heard, kinds),
+        psycopg.connect(POSTGRES_URL, options=f"-c search_path={backend.schema}") as raw,
+    ):
+        channel = watcher.channel  # type: ignore[attr-defined]
+        raw.execute("SELECT pg_notify(%s, 'another:q')", (channel,))
+        raw.execute("SELECT pg_notify(%s, 'another:w')", (channel,))
+        raw.commit()
+        assert heard.wait(5), "the work change sent with the question was not heard"
+        assert kinds[-1] is True
+
+
+@postgres_only
 def test_postgres_a_process_that_starts_listening_learns_at_once_who_watches(backend: Backend) -> None:
     """It asks on connecting, and watchers answer then, not only at their next ping."""
     watcher, sender = backend.open(), backend.open()

@@ -1200,28 +1200,35 @@ class _Listener:
                     outage_logged = False
                     delay = _RECONNECT_FIRST_S
                     self._on_change(True)  # whatever committed while we were not listening
+                    next_ping = time.monotonic() + _PING_S
                     while not self._stop.is_set():
-                        for notify in conn.notifies(timeout=_PING_S):
+                        asked = False
+                        # One batch at a time (stop_after): a batch is yielded whole, so nothing
+                        # that came with a question is dropped by leaving to answer it; statements
+                        # run only between batches, outside the generator.
+                        wait_s = max(0.0, next_ping - time.monotonic())
+                        for notify in conn.notifies(timeout=wait_s, stop_after=1):
                             if notify.payload == self._stop_token:
                                 return
-                            if notify.payload == self._state_token:
-                                break  # LISTEN below, outside the notifies generator
                             sender, _, kind = notify.payload.partition(":")
-                            if sender == storage._token:
-                                continue
+                            if sender == storage._token or notify.payload == self._state_token:
+                                continue  # the state token: LISTEN below
                             if kind == _WATCHING:
                                 storage._state_watched_until = time.monotonic() + _WATCH_TTL_S
                             elif kind == _ASKING:
-                                if self._hears_state.is_set():
-                                    break  # answer below (ping_watching), outside the generator
+                                asked = True
                             else:
                                 self._on_change(kind != _STATE)
+                        if self._stop.is_set():
+                            return
                         if self._want_state and not self._hears_state.is_set():
                             self._listen_to_state_changes(conn, listen_state)
-                        elif self._hears_state.is_set():
+                        elif self._hears_state.is_set() and (asked or time.monotonic() >= next_ping):
                             self._say_watching(conn)  # also checks the connection, as a ping
-                        elif not self._stop.is_set():
+                            next_ping = time.monotonic() + _PING_S
+                        elif time.monotonic() >= next_ping:
                             conn.execute(_Q["ping"])
+                            next_ping = time.monotonic() + _PING_S
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
