@@ -139,6 +139,16 @@ def plain_insert_params(row: NewWork) -> tuple[Any, ...] | None:
     return (*row[:6], *row[13:22], row[27], row[28], tags_to_json(row.tags))
 
 
+def worktag_rows(row: NewWork) -> Sequence[tuple[str, str]]:
+    """The worktag rows of a work row: its tags but its worker's name, which the work row
+    itself holds and the index by state and worker name finds (SQLite's claim index,
+    PostgreSQL's workspec_state_worker). Most rows have only that tag: none, without a list."""
+    tags = row.tags
+    if len(tags) == 1 and tags[0] == row.worker_name:
+        return ()
+    return [(tag, row.id) for tag in tags if tag != row.worker_name]
+
+
 @functools.lru_cache(maxsize=1024)
 def tags_to_json(tags: tuple[str, ...]) -> str:
     """A tag tuple as the JSON list the tags column holds (the same few sets recur: each is

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -50,6 +50,7 @@ from workmanager.storage.base import (
     plain_insert_params,
     tags_from_json,
     tags_to_json,
+    worktag_rows,
 )
 
 try:
@@ -232,16 +233,6 @@ def _runner(row: tuple[Any, ...]) -> RunnerRow:
     return RunnerRow(*row)
 
 
-def _worktag_rows(row: NewWork) -> Sequence[tuple[str, str]]:
-    """The worktag rows of a work row: its tags but its worker's name, which the work row
-    itself holds and workspec_state_worker indexes (migration 0004). Most rows have only
-    that tag: none, without building a list."""
-    tags = row.tags
-    if len(tags) == 1 and tags[0] == row.worker_name:
-        return ()
-    return [(tag, row.id) for tag in tags if tag != row.worker_name]
-
-
 class PostgresTransaction:
     """The write half of the interface, on one connection inside BEGIN ... COMMIT."""
 
@@ -316,7 +307,7 @@ class PostgresTransaction:
                         cur.execute(_Q["work_insert"], insert_params(rows[0]))
                     else:
                         cur.execute(_Q["work_insert_plain"], plain)
-                    tags = _worktag_rows(rows[0])
+                    tags = worktag_rows(rows[0])
                     if len(tags) == 1:
                         cur.execute(_Q["worktag_insert"], tags[0])
                     elif tags:
@@ -600,7 +591,7 @@ class PostgresTransaction:
             return False
         # Tags are replaced wholesale, as on Android.
         self._exec("worktag_delete", {"id": work_id, "tags": list(old_tags)})
-        tags = _worktag_rows(row._replace(id=work_id))
+        tags = worktag_rows(row._replace(id=work_id))
         if tags:
             with self._conn.cursor() as cur:
                 cur.executemany(_Q["worktag_insert"], tags)
@@ -882,7 +873,7 @@ class PostgresStorage(DashboardReads):
                     copy.set_types(_WORK_COPY_TYPES)
                     for row in rows:
                         copy.write_row(insert_params(row))
-                        tagged += _worktag_rows(row)
+                        tagged += worktag_rows(row)
                 if tagged:
                     with cur.copy(_Q["worktag_copy"]) as copy:
                         copy.set_types(_WORKTAG_COPY_TYPES)

@@ -42,6 +42,7 @@ from workmanager.storage.base import (
     plain_insert_params,
     tags_from_json,
     tags_to_json,
+    worktag_rows,
 )
 
 __all__ = ["APPLICATION_ID", "SqliteStorage"]
@@ -447,8 +448,7 @@ class SqliteTransaction:
             return False
         # Tags are replaced wholesale, as on Android.
         self._conn.execute(_Q["worktag_delete"], {"id": work_id, "tags": json.dumps(old_tags)})
-        # Not under the worker's own name: lookups by tag find that by the claim index.
-        self._conn.executemany(_Q["worktag_insert"], ((t, work_id) for t in row.tags if t != row.worker_name))
+        self._conn.executemany(_Q["worktag_insert"], worktag_rows(row._replace(id=work_id)))
         return True
 
 
