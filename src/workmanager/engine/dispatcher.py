@@ -478,7 +478,11 @@ class Engine:
             self._completions.append((run.claimed, outcome))
         if run.claimed.expedited and run.started:
             self._expedited_used.append(max(1, round((time.monotonic() - run.started) * 1000)))
-        self._wakeup.set()
+        # Set already: the loop has not cleared it yet, and it clears it before it takes the
+        # completions, so it will find this one. Setting takes a lock and notifies, once per
+        # finished run; a burst of short runs mostly finds it set.
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     def _loop(self) -> None:
         heartbeat_ms = to_ms(self._config.heartbeat_interval)
@@ -820,10 +824,11 @@ class Engine:
             return
         worker = prepared.worker
         if (
-            isinstance(worker, Worker)
+            self._run_threads is not None
+            and isinstance(worker, Worker)
             # Not overridden, by the class or on the instance (metrics wrap start_work there).
-            and getattr(worker.start_work, "__func__", None) is Worker.start_work
-            and self._run_threads is not None
+            and type(worker).start_work is Worker.start_work
+            and "start_work" not in worker.__dict__
         ):
             faults.hit("run.before_user_fn")
             self._run_threads.submit(lambda: self._run_plain(run, worker))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -132,14 +133,39 @@ def _custom_json(custom: frozenset[str]) -> str | None:
 _CANCELLED = StopReason.CANCELLED_BY_APP.value
 
 
+#: States and stop reasons by stored value: a dict lookup, where calling the enum runs its
+#: lookup machinery in Python (a WorkInfo list of thousands of rows pays it per row).
+_STATES = {s.value: s for s in State}
+_STOP_REASONS = {r.value: r for r in StopReason}
+_NO_DELAY = timedelta(0)
+
+
+@functools.lru_cache(maxsize=256)
+def _constraints(
+    network: int,
+    charging: int,
+    battery_not_low: int,
+    idle: int,
+    storage_not_low: int,
+    custom: tuple[str, ...],
+) -> Constraints:
+    """The stored constraint columns as Constraints. Constraints are immutable and a few
+    combinations recur, so rows share one instance (building one validates every field)."""
+    return Constraints(
+        required_network_type=NetworkType(network),
+        requires_charging=bool(charging),
+        requires_battery_not_low=bool(battery_not_low),
+        requires_device_idle=bool(idle),
+        requires_storage_not_low=bool(storage_not_low),
+        custom=frozenset(custom),
+    )
+
+
 def work_info(row: InfoRow) -> WorkInfo:
     """A WorkInfo as Android reports it: output only when finished, progress only while running."""
-    state = State(row.state)
+    state = _STATES[row.state]
     periodic = row.interval_ms > 0
-    try:
-        stop_reason = StopReason(row.stop_reason)
-    except ValueError:
-        stop_reason = StopReason.UNKNOWN
+    stop_reason = _STOP_REASONS.get(row.stop_reason, StopReason.UNKNOWN)
     return WorkInfo(
         id=uuid.UUID(row.id),
         state=state,
@@ -150,15 +176,15 @@ def work_info(row: InfoRow) -> WorkInfo:
         progress=_stored(row.progress, "progress", row.id) if state is State.RUNNING else Data.EMPTY,
         run_attempt_count=row.run_attempt_count,
         generation=row.generation,
-        constraints=Constraints(
-            required_network_type=NetworkType(row.required_network_type),
-            requires_charging=bool(row.requires_charging),
-            requires_battery_not_low=bool(row.requires_battery_not_low),
-            requires_device_idle=bool(row.requires_device_idle),
-            requires_storage_not_low=bool(row.requires_storage_not_low),
-            custom=frozenset(row.custom_constraints),
+        constraints=_constraints(
+            row.required_network_type,
+            row.requires_charging,
+            row.requires_battery_not_low,
+            row.requires_device_idle,
+            row.requires_storage_not_low,
+            tuple(row.custom_constraints),
         ),
-        initial_delay=timedelta(milliseconds=row.initial_delay_ms),
+        initial_delay=timedelta(milliseconds=row.initial_delay_ms) if row.initial_delay_ms else _NO_DELAY,
         periodicity_info=(
             PeriodicityInfo(timedelta(milliseconds=row.interval_ms), timedelta(milliseconds=row.flex_ms))
             if periodic
