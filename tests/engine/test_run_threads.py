@@ -4,6 +4,7 @@ start_work; and which of its turns wait for the disk."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -54,11 +55,41 @@ class Crashing(Worker):
         raise KeyError("gone")
 
 
+class SlowToBuild(Worker):
+    """A worker whose constructor waits until the test lets it go on."""
+
+    name = "slow-to-build"
+    building = threading.Event()
+    go_on = threading.Event()
+    built_on: list[str] = []
+    ran_on: list[str] = []
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params)
+        SlowToBuild.built_on.append(threading.current_thread().name)
+        SlowToBuild.building.set()
+        SlowToBuild.go_on.wait(20)
+
+    def do_work(self) -> Result:
+        SlowToBuild.ran_on.append(threading.current_thread().name)
+        return Result.success()
+
+
+@pytest.fixture
+def slow_to_build() -> Iterator[type[SlowToBuild]]:
+    SlowToBuild.building.clear()
+    SlowToBuild.go_on.clear()
+    SlowToBuild.built_on.clear()
+    SlowToBuild.ran_on.clear()
+    yield SlowToBuild
+    SlowToBuild.go_on.set()
+
+
 @pytest.fixture
 def wm(tmp_path: Path) -> Iterator[WorkManager]:
     manager = WorkManager(
         str(tmp_path / "w.db"),
-        workers=[WhereAmI, MeetTheOthers, OwnStart, Crashing],
+        workers=[WhereAmI, MeetTheOthers, OwnStart, Crashing, SlowToBuild],
         configuration=Configuration(max_concurrency=3, expedited_reserved_slots=0),
     )
     manager.start()
@@ -72,6 +103,50 @@ def test_a_plain_workers_do_work_runs_on_a_workmanager_worker_thread(wm: WorkMan
 
     assert wm.await_work(request.id, timeout=20).state is State.SUCCEEDED
     assert seen_threads[-1].startswith("workmanager-worker")
+
+
+def test_a_plain_worker_is_built_on_the_thread_that_runs_it_not_the_dispatchers(
+    wm: WorkManager, slow_to_build: type[SlowToBuild]
+) -> None:
+    request = OneTimeWorkRequest(slow_to_build)
+    wm.enqueue(request)
+    assert slow_to_build.building.wait(20)
+    slow_to_build.go_on.set()
+
+    assert wm.await_work(request.id, timeout=20).state is State.SUCCEEDED
+    assert slow_to_build.built_on == slow_to_build.ran_on
+    assert slow_to_build.ran_on[0].startswith("workmanager-worker")
+
+
+def test_work_cancelled_while_its_worker_is_built_never_runs(
+    wm: WorkManager, slow_to_build: type[SlowToBuild]
+) -> None:
+    request = OneTimeWorkRequest(slow_to_build)
+    wm.enqueue(request)
+    assert slow_to_build.building.wait(20)
+
+    wm.cancel_work_by_id(request.id)
+    slow_to_build.go_on.set()
+
+    assert wm.await_work(request.id, timeout=20).state is State.CANCELLED
+    wm.stop()  # waits for the run to end: had do_work been called, it would have by now
+    assert slow_to_build.ran_on == []
+
+
+def test_work_released_at_shutdown_while_its_worker_is_built_never_runs_here(
+    wm: WorkManager, slow_to_build: type[SlowToBuild]
+) -> None:
+    request = OneTimeWorkRequest(slow_to_build)
+    wm.enqueue(request)
+    assert slow_to_build.building.wait(20)
+
+    wm.stop(grace=0.1)  # the run has not started: it goes back to the queue
+    slow_to_build.go_on.set()
+
+    info = wm.get_work_info_by_id(request.id)
+    assert info is not None and info.state is State.ENQUEUED and info.run_attempt_count == 1
+    time.sleep(0.5)  # what must not happen has no event to wait for: give do_work time to follow
+    assert slow_to_build.ran_on == []
 
 
 def test_as_many_plain_workers_run_at_once_as_the_concurrency_limit(wm: WorkManager) -> None:

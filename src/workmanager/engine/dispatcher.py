@@ -39,6 +39,7 @@ from workmanager.worker import (
     Result,
     Worker,
     WorkerFactory,
+    WorkerRegistry,
 )
 
 log = logging.getLogger("workmanager.dispatcher")
@@ -56,6 +57,8 @@ class _Run:
     started: float = 0.0
     #: long-running work (set_foreground) is exempt from the execution timeout
     foreground: bool = False
+    #: why the run was stopped before its worker was built (see _build_and_run)
+    stopped_early: StopReason | None = None
 
 
 class _RunThreads:
@@ -70,6 +73,7 @@ class _RunThreads:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._local = threading.local()
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -88,12 +92,20 @@ class _RunThreads:
             threading.Thread(target=self._serve, name=f"{self._name}_{number}", daemon=True).start()
         self._queue.put(fn)
 
+    def on_run_thread(self) -> bool:
+        """Whether the calling thread is one of these."""
+        return getattr(self._local, "serving", False)
+
     def _serve(self) -> None:
+        self._local.serving = True
         while True:
             fn = self._queue.get()
             if fn is None:
                 return
-            fn()  # never raises: the run catches what do_work raises
+            try:
+                fn()  # the run catches what do_work raises
+            except Exception:  # an injected fault, a bug: the thread must outlive it
+                log.exception("a run thread's task raised")
             with self._lock:
                 self._idle += 1
 
@@ -445,6 +457,9 @@ class Engine:
         """Stop running work (cancelled elsewhere); its outcome will not be applied."""
         with self._lock:
             runs = [self._running[i] for i in ids if i in self._running]
+            for run in runs:
+                if run.worker is None:  # not built yet: _build_and_run stops it
+                    run.stopped_early = reason
         for run in runs:
             if run.worker is not None:
                 run.worker.stop(reason)
@@ -814,6 +829,15 @@ class Engine:
         return claimed, full, ordinary_free, tx.work_changed
 
     def _launch(self, claimed: ClaimedWork, prerequisite_outputs: list[str]) -> None:
+        if self._run_threads is not None and _plain_worker_class(self._factory, claimed.worker_name):
+            # Built on the run thread, not here: decoding the input and building the worker
+            # was half of what the dispatcher did per run, in series with its claims. There it
+            # overlaps the next claim's round trip (PostgreSQL: the server's time).
+            run = _Run(claimed, None, started=time.monotonic())
+            with self._lock:
+                self._running[claimed.id] = run
+            self._run_threads.submit(lambda: self._build_and_run(run, prerequisite_outputs))
+            return
         prepared = self._prepare(claimed, prerequisite_outputs, inline=False)
         run = prepared if isinstance(prepared, _Run) else _Run(claimed, None)
         run.started = time.monotonic()
@@ -822,7 +846,30 @@ class Engine:
         if not isinstance(prepared, _Run):
             self._finish(run, prepared)
             return
-        worker = prepared.worker
+        self._start_built(run)
+
+    def _build_and_run(self, run: _Run, prerequisite_outputs: list[str]) -> None:
+        """On a run thread: build the worker of a run _launch registered, then run it."""
+        prepared = self._prepare(run.claimed, prerequisite_outputs, inline=False)
+        if not isinstance(prepared, _Run):
+            self._finish(run, prepared)
+            return
+        with self._lock:
+            if self._running.get(run.claimed.id) is not run:
+                return  # released at shutdown before it started: the row is back in the queue
+            run.worker = prepared.worker
+            stopped_early = run.stopped_early
+        if stopped_early is not None:
+            assert run.worker is not None
+            run.worker.stop(stopped_early)
+            self._finish(run, Stopped(stopped_early))
+            return
+        self._start_built(run)
+
+    def _start_built(self, run: _Run) -> None:
+        """Start a run whose worker is built: a plain Worker's do_work on a run thread (this
+        one, if it is one), anything else through its start_work."""
+        worker = run.worker
         if (
             self._run_threads is not None
             and isinstance(worker, Worker)
@@ -831,7 +878,10 @@ class Engine:
             and "start_work" not in worker.__dict__
         ):
             faults.hit("run.before_user_fn")
-            self._run_threads.submit(lambda: self._run_plain(run, worker))
+            if self._run_threads.on_run_thread():
+                self._run_plain(run, worker)
+            else:
+                self._run_threads.submit(lambda: self._run_plain(run, worker))
             return
         started = self._start(run)
         if not isinstance(started, Future):
@@ -953,8 +1003,8 @@ class Engine:
             if silent_s <= lease_s:
                 continue
             with self._lock:
-                ids = [
-                    i for i, r in self._running.items() if r.worker is not None and not r.worker.is_stopped
+                ids = [  # runs not built yet too: they must not start
+                    i for i, r in self._running.items() if r.worker is None or not r.worker.is_stopped
                 ]
             if ids:
                 log.warning(
@@ -1024,6 +1074,16 @@ def _drain(queue: collections.deque[T]) -> list[T]:
             items.append(queue.popleft())
         except IndexError:
             return items
+
+
+def _plain_worker_class(factory: WorkerFactory, name: str) -> bool:
+    """Whether the worker registered under ``name`` is a Worker that keeps the standard
+    start_work (its do_work runs on a run thread), as far as the class tells; a custom
+    factory could build anything, so its workers are built before they are started."""
+    if type(factory) is not WorkerRegistry:
+        return False
+    cls = factory.get(name)
+    return cls is not None and issubclass(cls, Worker) and cls.start_work is Worker.start_work
 
 
 def _needs_loop(worker: ListenableWorker | None) -> bool:
