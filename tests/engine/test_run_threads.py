@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -85,6 +86,14 @@ def slow_to_build() -> Iterator[type[SlowToBuild]]:
     SlowToBuild.go_on.set()
 
 
+def _enqueue_until_built(wm: WorkManager) -> uuid.UUID:
+    """Enqueue a SlowToBuild; return its id once its constructor is running."""
+    request = OneTimeWorkRequest(SlowToBuild)
+    wm.enqueue(request)
+    assert SlowToBuild.building.wait(20)
+    return request.id
+
+
 @pytest.fixture
 def wm(tmp_path: Path) -> Iterator[WorkManager]:
     manager = WorkManager(
@@ -108,12 +117,10 @@ def test_a_plain_workers_do_work_runs_on_a_workmanager_worker_thread(wm: WorkMan
 def test_a_plain_worker_is_built_on_the_thread_that_runs_it_not_the_dispatchers(
     wm: WorkManager, slow_to_build: type[SlowToBuild]
 ) -> None:
-    request = OneTimeWorkRequest(slow_to_build)
-    wm.enqueue(request)
-    assert slow_to_build.building.wait(20)
+    work_id = _enqueue_until_built(wm)
     slow_to_build.go_on.set()
 
-    assert wm.await_work(request.id, timeout=20).state is State.SUCCEEDED
+    assert wm.await_work(work_id, timeout=20).state is State.SUCCEEDED
     assert slow_to_build.built_on == slow_to_build.ran_on
     assert slow_to_build.ran_on[0].startswith("workmanager-worker")
 
@@ -121,14 +128,12 @@ def test_a_plain_worker_is_built_on_the_thread_that_runs_it_not_the_dispatchers(
 def test_work_cancelled_while_its_worker_is_built_never_runs(
     wm: WorkManager, slow_to_build: type[SlowToBuild]
 ) -> None:
-    request = OneTimeWorkRequest(slow_to_build)
-    wm.enqueue(request)
-    assert slow_to_build.building.wait(20)
+    work_id = _enqueue_until_built(wm)
 
-    wm.cancel_work_by_id(request.id)
+    wm.cancel_work_by_id(work_id)
     slow_to_build.go_on.set()
 
-    assert wm.await_work(request.id, timeout=20).state is State.CANCELLED
+    assert wm.await_work(work_id, timeout=20).state is State.CANCELLED
     wm.stop()  # waits for the run to end: had do_work been called, it would have by now
     assert slow_to_build.ran_on == []
 
@@ -136,14 +141,12 @@ def test_work_cancelled_while_its_worker_is_built_never_runs(
 def test_work_released_at_shutdown_while_its_worker_is_built_never_runs_here(
     wm: WorkManager, slow_to_build: type[SlowToBuild]
 ) -> None:
-    request = OneTimeWorkRequest(slow_to_build)
-    wm.enqueue(request)
-    assert slow_to_build.building.wait(20)
+    work_id = _enqueue_until_built(wm)
 
     wm.stop(grace=0.1)  # the run has not started: it goes back to the queue
     slow_to_build.go_on.set()
 
-    info = wm.get_work_info_by_id(request.id)
+    info = wm.get_work_info_by_id(work_id)
     assert info is not None and info.state is State.ENQUEUED and info.run_attempt_count == 1
     time.sleep(0.5)  # what must not happen has no event to wait for: give do_work time to follow
     assert slow_to_build.ran_on == []
