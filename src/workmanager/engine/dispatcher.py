@@ -73,7 +73,6 @@ class _RunThreads:
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._local = threading.local()
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -92,12 +91,7 @@ class _RunThreads:
             threading.Thread(target=self._serve, name=f"{self._name}_{number}", daemon=True).start()
         self._queue.put(fn)
 
-    def on_run_thread(self) -> bool:
-        """Whether the calling thread is one of these."""
-        return getattr(self._local, "serving", False)
-
     def _serve(self) -> None:
-        self._local.serving = True
         while True:
             fn = self._queue.get()
             if fn is None:
@@ -851,7 +845,7 @@ class Engine:
         if not isinstance(prepared, _Run):
             self._finish(run, prepared)
             return
-        self._start_built(run)
+        self._start_built(run, on_run_thread=False)
 
     def _build_and_run(self, run: _Run, prerequisite_outputs: list[str]) -> None:
         """On a run thread: build the worker of a run _launch registered, then run it."""
@@ -869,11 +863,11 @@ class Engine:
             run.worker.stop(stopped_early)
             self._finish(run, Stopped(stopped_early))
             return
-        self._start_built(run)
+        self._start_built(run, on_run_thread=True)
 
-    def _start_built(self, run: _Run) -> None:
+    def _start_built(self, run: _Run, *, on_run_thread: bool) -> None:
         """Start a run whose worker is built: a plain Worker's do_work on a run thread (this
-        one, if it is one), anything else through its start_work."""
+        one, if the caller is on one), anything else through its start_work."""
         worker = run.worker
         if (
             self._run_threads is not None
@@ -883,7 +877,7 @@ class Engine:
             and "start_work" not in worker.__dict__
         ):
             faults.hit("run.before_user_fn")
-            if self._run_threads.on_run_thread():
+            if on_run_thread:
                 self._run_plain(run, worker)
             else:
                 self._run_threads.submit(lambda: self._run_plain(run, worker))
