@@ -27,7 +27,9 @@ def disarm() -> Iterator[None]:
 
 def test_every_named_point_is_placed_in_the_library() -> None:
     sources = "".join(p.read_text() for p in SRC.rglob("*.py") if p.name != "faults.py")
-    missing = [p for p in faults.POINTS if f'faults.hit("{p}"' not in sources]
+    # The dispatcher passes a run's points through _interrupted_at, which catches a raise there.
+    placed = ("faults.hit", "_interrupted_at")
+    missing = [p for p in faults.POINTS if not any(f'{call}("{p}"' in sources for call in placed)]
     assert missing == []
 
 

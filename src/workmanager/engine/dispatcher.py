@@ -275,7 +275,8 @@ class Engine:
 
     def _start(self, run: _Run) -> Future[Result] | Outcome:
         assert run.worker is not None
-        faults.hit("run.before_user_fn")
+        if _interrupted_at("run.before_user_fn", run.claimed):
+            return _INTERRUPTED
         try:
             return run.worker.start_work()
         except Exception as exc:
@@ -474,7 +475,9 @@ class Engine:
 
     def _on_done(self, run: _Run, future: Future[Result]) -> None:
         assert run.worker is not None
-        faults.hit("run.after_user_fn")
+        if _interrupted_at("run.after_user_fn", run.claimed):
+            self._finish(run, _INTERRUPTED)
+            return
         outcome = runner.outcome_of(run.worker, future, max_data_bytes=self._config.max_data_bytes)
         self._finish(run, outcome)
 
@@ -876,7 +879,9 @@ class Engine:
             and type(worker).start_work is Worker.start_work
             and "start_work" not in worker.__dict__
         ):
-            faults.hit("run.before_user_fn")
+            if _interrupted_at("run.before_user_fn", run.claimed):
+                self._finish(run, _INTERRUPTED)
+                return
             if on_run_thread:
                 self._run_plain(run, worker)
             else:
@@ -897,7 +902,9 @@ class Engine:
             result = worker.do_work()
         except BaseException as exc:  # as an executor's future would hold it
             error = exc
-        faults.hit("run.after_user_fn")
+        if _interrupted_at("run.after_user_fn", run.claimed):
+            self._finish(run, _INTERRUPTED)
+            return
         try:
             outcome = runner.outcome_of_return(
                 worker, result, error, max_data_bytes=self._config.max_data_bytes
@@ -1043,6 +1050,24 @@ class Engine:
                 lost.append((work_id, reason))
         for work_id, reason in lost:
             self.stop_work([work_id], reason)
+
+
+#: The outcome of a run cut short by a fault injected around the user's code: back to ENQUEUED,
+#: its attempt kept, to run again, as a kill there would have it rescued and run again.
+_INTERRUPTED = Stopped(StopReason.UNKNOWN)
+
+
+def _interrupted_at(point: str, claimed: ClaimedWork) -> bool:
+    """Pass a run's fault point; whether an injected fault fired there.
+
+    Caught here: escaping, it left the run registered (its slot held, its row RUNNING under
+    a live owner) until shutdown."""
+    try:
+        faults.hit(point)
+    except Exception:
+        log.exception("the run of %s was interrupted at %s", claimed.id, point)
+        return True
+    return False
 
 
 def _stop_reason(value: int) -> StopReason:
