@@ -812,7 +812,15 @@ class SqliteStorage(DashboardReads):
             return None if values is None else json.dumps(values)
 
         params = {"ids": js(ids), "tags": js(tags), "names": js(names), "states": js(states)}
-        return [_info(r) for r in self._read("work_info_query", params)]
+        # Tags and unique names drive work_info_query through their own indexes; without
+        # them, ids or states drive one of these (its "IS NULL OR" terms gave them no index).
+        query = "work_info_query"
+        if tags is None and names is None:
+            if ids is not None:
+                query = "work_info_query_by_ids"
+            elif states is not None:
+                query = "work_info_query_by_states"
+        return [_info(r) for r in self._read(query, params)]
 
     def work_next_due(
         self,
