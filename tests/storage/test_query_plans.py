@@ -247,3 +247,32 @@ def test_a_claim_for_named_workers_walks_the_claim_index_even_when_statistics_sa
     )
     assert "Index Scan using workspec_claim on workspec" in text, text
     assert "workspec_state_worker" not in text, text
+
+
+def test_a_work_query_by_states_walks_the_state_index_when_statistics_say_every_row_waits():
+    """Statistics taken while every row waited (a queue's are always stale), then the rows ran
+    and finished: planned as it stood, a WorkQuery by states read the whole table, dead rows
+    and all (the harness's poll after a drain took 30-50 ms); work_info_query now runs after
+    prefer_index_paths, and walks the state index."""
+    require_postgres()
+    import psycopg
+    from test_contract import work
+
+    schema = f"wmtest_{uuid.uuid4().hex[:12]}"
+    storage = PostgresStorage(f"{POSTGRES_URL}?schema={schema}", Configuration())
+    try:
+        storage.work_insert_alone([work(next_run_time=i) for i in range(2000)])
+        with psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("ANALYZE workspec")
+            conn.execute("UPDATE workspec SET state = 2")
+            params = {"ids": None, "tags": None, "names": None, "states": [0, 1, 4]}
+            explain = "EXPLAIN (COSTS OFF) " + _PG_Q["work_info_query"]
+            as_planned = "\n".join(row[0] for row in conn.execute(explain, params))
+            with conn.transaction():
+                conn.execute(_PG_Q["prefer_index_paths"])
+                preferring = "\n".join(row[0] for row in conn.execute(explain, params))
+    finally:
+        storage.close()
+        drop_schema(schema)
+    assert "Seq Scan on workspec" in as_planned, as_planned  # what the setting is for
+    assert "Seq Scan" not in preferring and "workspec_state_worker" in preferring, preferring

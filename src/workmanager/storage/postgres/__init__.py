@@ -291,6 +291,12 @@ class PostgresTransaction:
         if self._pipeline is not None:
             self._pipeline.sync()
 
+    def read_preferring_index_paths(self, name: str, params: Any) -> psycopg.Cursor[Any]:
+        """A read planned with sequential scans priced out (for the rest of the transaction),
+        sent without waiting: its rows are there once the transaction has committed."""
+        self._send(_Q["prefer_index_paths"])
+        return self._exec(name, params, defer=True, keep=True)
+
     def _changed_rows(self, name: str, params: Any) -> int:
         count = self._exec(name, params).rowcount
         if count > 0:
@@ -938,7 +944,12 @@ class PostgresStorage(DashboardReads):
         states: list[int] | None,
     ) -> list[InfoRow]:
         params = {"ids": ids, "tags": tags, "names": names, "states": states}
-        return [_info(r) for r in self._read("work_info_query", params)]
+        # Planned with sequential scans priced out: statistics taken while most rows waited
+        # (a queue's are always stale) made a query by states read the whole table, dead
+        # rows and all, after a drain: 30-50 ms a call where the state index answers in 0.1.
+        with self.transaction() as tx:  # pipelined: one round trip
+            read = tx.read_preferring_index_paths("work_info_query", params)
+        return [_info(r) for r in read.fetchall()]
 
     def work_next_due(
         self,

@@ -383,6 +383,10 @@ SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
 FROM workname n JOIN workspec w ON w.id = n.work_id WHERE n.name = %(name)s
 ORDER BY w.created_at, w.id;
 
+-- name: prefer_index_paths
+-- For the rest of the transaction: a sequential scan only where there is no index path.
+SET LOCAL enable_seqscan = off;
+
 -- name: work_info_query
 -- A WorkQuery: each component is an array, or NULL when absent.
 SELECT w.id, w.state, w.output, w.progress, w.run_attempt_count, w.generation,
