@@ -7,20 +7,16 @@ gave its slot back; before, it stayed registered (its row RUNNING) until shutdow
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from test_overlapped_turns import Counted, starts
 
-from workmanager import Configuration, OneTimeWorkRequest, Result, Worker, WorkInfo, WorkManager, faults
+from workmanager import Configuration, OneTimeWorkRequest, Result, WorkInfo, WorkManager, faults
 
 S = WorkInfo.State
-
-starts: Counter[str] = Counter()
-starts_lock = threading.Lock()
 
 
 @pytest.fixture(autouse=True)
@@ -30,19 +26,8 @@ def disarm() -> Iterator[None]:
     faults.arm("")
 
 
-class Counted(Worker):
-    """A plain Worker (run on the engine's run threads) that counts its starts."""
-
-    name = "counted"
-
-    def do_work(self) -> Result:
-        with starts_lock:
-            starts[str(self.input_data["job"])] += 1
-        return Result.success()
-
-
 class CountedOwnStart(Counted):
-    """The same, started through its own start_work (the dispatcher's other path)."""
+    """Counted, started through its own start_work (the dispatcher's other path)."""
 
     name = "counted-own-start"
 
