@@ -95,6 +95,7 @@ def raw_worker(base: str, schema: str, batch: int = 1) -> None:
     conn = raw_connect(base, schema)
     listener = raw_connect(base, schema)
     listener.execute("LISTEN jobs")
+    util.ready_then_wait_for_go()
     print("worker started", flush=True)
     while not stop[0]:
         rows = conn.execute(RAW_CLAIM, (batch,)).fetchall()
@@ -183,9 +184,9 @@ class PgBench:
                 row = conn.execute(count_sql).fetchone()
                 return int(row[0]) if row else 0
 
-            procs = [
-                util.spawn(module, args, mark_dir, mark_dir / f"worker-{k}.log") for k in range(processes)
-            ]
+            procs = util.spawn_ready(
+                module, args, mark_dir, [mark_dir / f"worker-{k}.log" for k in range(processes)]
+            )
             try:
                 total = left()
                 deadline = time.time() + 300

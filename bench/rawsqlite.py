@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from bench.util import mark
+from bench.util import mark, ready_then_wait_for_go
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -117,6 +117,7 @@ def main(argv: Sequence[str]) -> None:
     path, batch = argv[0], int(argv[1])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ready_then_wait_for_go()
     claim_loop(path, batch, stop)
 
 

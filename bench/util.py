@@ -115,6 +115,47 @@ def spawn(module: str, args: Sequence[str], mark_dir: Path, log_path: Path) -> s
         )
 
 
+#: Set by spawn_ready: the file whose appearance starts the workers' work.
+GO_FILE_ENV = "WMBENCH_GO_FILE"
+
+
+def ready_then_wait_for_go() -> None:
+    """In a worker process spawned by spawn_ready: say it is ready (its imports done, its
+    connections open), then wait for the go. A drain's rate then counts the drain, not the
+    interpreters starting on the same two cores (3 more Python processes' imports)."""
+    go = os.environ.get(GO_FILE_ENV)
+    if not go:
+        return
+    Path(f"{go}.ready.{os.getpid()}").touch()
+    while not os.path.exists(go):
+        time.sleep(0.001)
+
+
+def spawn_ready(
+    module: str, args: Sequence[str], mark_dir: Path, logs: Sequence[Path], timeout_s: float = 120.0
+) -> list[subprocess.Popen[bytes]]:
+    """spawn ``len(logs)`` workers, wait until each has called ready_then_wait_for_go, then let
+    them all go at once."""
+    go = mark_dir.parent / f"{mark_dir.name}.go"
+    os.environ[GO_FILE_ENV] = os.fspath(go)
+    try:
+        procs = [spawn(module, args, mark_dir, log) for log in logs]
+    finally:
+        del os.environ[GO_FILE_ENV]
+    deadline = time.time() + timeout_s
+    for proc, log in zip(procs, logs, strict=True):
+        while not Path(f"{go}.ready.{proc.pid}").exists():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {proc.returncode} before it was ready:\n{log_tail(log)}"
+                )
+            if time.time() > deadline:
+                raise RuntimeError(f"worker not ready after {timeout_s:.0f} s:\n{log_tail(log)}")
+            time.sleep(0.005)
+    go.touch()
+    return procs
+
+
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> float:
     """SIGTERM the process we spawned, wait up to ``grace_s``, then SIGKILL its group.
 

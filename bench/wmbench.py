@@ -225,7 +225,7 @@ class Bench:
         pre = self.timed_loop(self.n, self.chunk, prefill)
         total = pre["done"]
         logs = [self.root / name / f"worker-{k}.log" for k in range(processes)]
-        procs = [util.spawn(module, args, mark_dir, log) for log in logs]
+        procs = util.spawn_ready(module, args, mark_dir, logs)
         spawned = now = time.time()
         left = total
         capped = False

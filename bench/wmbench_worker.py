@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from bench.util import ready_then_wait_for_go
 from bench.wmjobs import manager
 
 
@@ -17,6 +18,7 @@ def main(argv: list[str]) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     wm = manager(argv[0])
+    ready_then_wait_for_go()
     wm.start()
     print("worker started", flush=True)
     done.wait()
