@@ -98,9 +98,11 @@ def latency_stats(latencies_s: Iterable[float]) -> dict[str, float]:
     }
 
 
-def spawn(module: str, args: Sequence[str], mark_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    module: str, args: Sequence[str], mark_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``python -m module args...`` as its own process group, marks going to ``mark_dir``."""
-    env = dict(os.environ)
+    env = {**os.environ, **(extra_env or {})}
     env[MARK_DIR_ENV] = os.fspath(mark_dir)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.fspath(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -137,11 +139,7 @@ def spawn_ready(
     """spawn ``len(logs)`` workers, wait until each has called ready_then_wait_for_go, then let
     them all go at once."""
     go = mark_dir.parent / f"{mark_dir.name}.go"
-    os.environ[GO_FILE_ENV] = os.fspath(go)
-    try:
-        procs = [spawn(module, args, mark_dir, log) for log in logs]
-    finally:
-        del os.environ[GO_FILE_ENV]
+    procs = [spawn(module, args, mark_dir, log, {GO_FILE_ENV: os.fspath(go)}) for log in logs]
     deadline = time.time() + timeout_s
     for proc, log in zip(procs, logs, strict=True):
         while not Path(f"{go}.ready.{proc.pid}").exists():
